@@ -1,0 +1,885 @@
+//! AMF values and their codec: AMF0 both ways, AMF3 for decoding (with the AVM+ switch).
+//!
+//! Written here rather than taken from the `amf` crate because every byte decoded comes from
+//! the network and that crate allocates from untrusted lengths (`vec![0; len]` with a 32-bit
+//! length), recurses without a depth limit (a deeply nested object overflows the stack) and copies
+//! AMF3 references while decoding (a few hundred bytes of nested references expand to gigabytes).
+//! This decoder checks every length against the bytes actually present, limits nesting to
+//! [`MAX_DEPTH`] and counts decoded values against [`MAX_VALUES`].
+//!
+//! Objects keep their key order (scripts and `onMetaData` readers rely on it), dates keep their
+//! milliseconds and time zone, typed objects keep their class name.
+
+use std::fmt;
+
+/// Deepest nesting of objects and arrays accepted from the network.
+pub const MAX_DEPTH: usize = 64;
+/// Most values accepted in one decoded message (references included).
+pub const MAX_VALUES: usize = 100_000;
+
+/// One AMF value, whichever encoding it came in.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AmfValue {
+    /// A number (AMF3 integers become numbers too).
+    Number(f64),
+    /// A boolean.
+    Boolean(bool),
+    /// A string (short or long).
+    String(String),
+    /// An anonymous object (`class_name` is `None`) or a typed object.
+    Object {
+        /// The registered class name of a typed object.
+        class_name: Option<String>,
+        /// The properties in the order they were sent.
+        properties: Vec<(String, AmfValue)>,
+    },
+    /// `null`.
+    Null,
+    /// `undefined`.
+    Undefined,
+    /// An associative (ECMA) array, as `onMetaData` uses.
+    EcmaArray(Vec<(String, AmfValue)>),
+    /// A dense array.
+    StrictArray(Vec<AmfValue>),
+    /// A date: milliseconds since the Unix epoch and the (ignored by Flash) time zone.
+    Date {
+        /// Milliseconds since 1970-01-01T00:00:00Z.
+        millis: f64,
+        /// Time zone offset in minutes, as sent.
+        timezone_minutes: i16,
+    },
+    /// An XML document, as text.
+    XmlDocument(String),
+    /// An AMF3 byte array.
+    ByteArray(Vec<u8>),
+}
+
+impl AmfValue {
+    /// An anonymous object from `(key, value)` pairs, in order.
+    pub fn object<K: Into<String>>(pairs: impl IntoIterator<Item = (K, AmfValue)>) -> Self {
+        AmfValue::Object {
+            class_name: None,
+            properties: pairs.into_iter().map(|(k, v)| (k.into(), v)).collect(),
+        }
+    }
+
+    /// A string value.
+    pub fn string(text: impl Into<String>) -> Self {
+        AmfValue::String(text.into())
+    }
+
+    /// The property `key` of an object or ECMA array.
+    pub fn get(&self, key: &str) -> Option<&AmfValue> {
+        match self {
+            AmfValue::Object { properties, .. } | AmfValue::EcmaArray(properties) => {
+                properties.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+            }
+            _ => None,
+        }
+    }
+
+    /// The text of a string value.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            AmfValue::String(s) | AmfValue::XmlDocument(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The number of a number value.
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            AmfValue::Number(n) => Some(*n),
+            _ => None,
+        }
+    }
+
+    /// The string property `key`, when there is one.
+    pub fn get_str(&self, key: &str) -> Option<&str> {
+        self.get(key).and_then(AmfValue::as_str)
+    }
+
+    /// The properties of an object or ECMA array.
+    pub fn properties(&self) -> Option<&[(String, AmfValue)]> {
+        match self {
+            AmfValue::Object { properties, .. } | AmfValue::EcmaArray(properties) => {
+                Some(properties)
+            }
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for AmfValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AmfValue::Number(n) => write!(f, "{n}"),
+            AmfValue::Boolean(b) => write!(f, "{b}"),
+            AmfValue::String(s) => write!(f, "{s:?}"),
+            AmfValue::Null => f.write_str("null"),
+            AmfValue::Undefined => f.write_str("undefined"),
+            AmfValue::Object { properties, .. } | AmfValue::EcmaArray(properties) => {
+                f.write_str("{")?;
+                for (i, (k, v)) in properties.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{k}: {v}")?;
+                }
+                f.write_str("}")
+            }
+            AmfValue::StrictArray(items) => {
+                f.write_str("[")?;
+                for (i, v) in items.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{v}")?;
+                }
+                f.write_str("]")
+            }
+            AmfValue::Date { millis, .. } => write!(f, "Date({millis})"),
+            AmfValue::XmlDocument(s) => write!(f, "xml({s:?})"),
+            AmfValue::ByteArray(b) => write!(f, "bytes({})", b.len()),
+        }
+    }
+}
+
+/// Why bytes could not be decoded as AMF.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AmfError {
+    /// The bytes ended inside a value.
+    #[error("AMF value truncated")]
+    Truncated,
+    /// A type marker this decoder does not know or accept.
+    #[error("unsupported AMF{version} marker 0x{marker:02x}")]
+    UnsupportedMarker {
+        /// 0 or 3.
+        version: u8,
+        /// The marker byte.
+        marker: u8,
+    },
+    /// Nesting deeper than [`MAX_DEPTH`].
+    #[error("AMF value nested deeper than {MAX_DEPTH}")]
+    TooDeep,
+    /// More than [`MAX_VALUES`] values.
+    #[error("AMF message holds more than {MAX_VALUES} values")]
+    TooManyValues,
+    /// A string that is not UTF-8.
+    #[error("AMF string is not UTF-8")]
+    InvalidUtf8,
+    /// An AMF3 reference to something not yet decoded.
+    #[error("AMF3 reference out of range")]
+    BadReference,
+}
+
+/// Decodes AMF0 values one after another (an RTMP command or data message body).
+pub struct Amf0Reader<'a> {
+    bytes: &'a [u8],
+    position: usize,
+    values_decoded: usize,
+}
+
+impl<'a> Amf0Reader<'a> {
+    /// A reader over `bytes`.
+    pub fn new(bytes: &'a [u8]) -> Self {
+        Amf0Reader {
+            bytes,
+            position: 0,
+            values_decoded: 0,
+        }
+    }
+
+    /// True when every byte was consumed.
+    pub fn is_empty(&self) -> bool {
+        self.position >= self.bytes.len()
+    }
+
+    /// Decodes the next value, `Ok(None)` at the end of the bytes.
+    pub fn next_value(&mut self) -> Result<Option<AmfValue>, AmfError> {
+        if self.is_empty() {
+            return Ok(None);
+        }
+        self.read_value(0).map(Some)
+    }
+
+    /// Decodes all remaining values.
+    pub fn read_all(mut self) -> Result<Vec<AmfValue>, AmfError> {
+        let mut values = Vec::new();
+        while let Some(value) = self.next_value()? {
+            values.push(value);
+        }
+        Ok(values)
+    }
+
+    fn take(&mut self, count: usize) -> Result<&'a [u8], AmfError> {
+        let end = self.position.checked_add(count).ok_or(AmfError::Truncated)?;
+        let slice = self
+            .bytes
+            .get(self.position..end)
+            .ok_or(AmfError::Truncated)?;
+        self.position = end;
+        Ok(slice)
+    }
+
+    fn u8(&mut self) -> Result<u8, AmfError> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u16(&mut self) -> Result<u16, AmfError> {
+        let b = self.take(2)?;
+        Ok(u16::from_be_bytes([b[0], b[1]]))
+    }
+
+    fn u32(&mut self) -> Result<u32, AmfError> {
+        let b = self.take(4)?;
+        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    fn f64(&mut self) -> Result<f64, AmfError> {
+        let b = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(f64::from_be_bytes(a))
+    }
+
+    fn utf8(&mut self, len: usize) -> Result<String, AmfError> {
+        let b = self.take(len)?;
+        String::from_utf8(b.to_vec()).map_err(|_| AmfError::InvalidUtf8)
+    }
+
+    fn short_string(&mut self) -> Result<String, AmfError> {
+        let len = self.u16()? as usize;
+        self.utf8(len)
+    }
+
+    fn count_value(&mut self) -> Result<(), AmfError> {
+        self.values_decoded += 1;
+        if self.values_decoded > MAX_VALUES {
+            return Err(AmfError::TooManyValues);
+        }
+        Ok(())
+    }
+
+    /// Reads `key, value` pairs up to the object-end marker (00 00 09).
+    fn read_pairs(&mut self, depth: usize) -> Result<Vec<(String, AmfValue)>, AmfError> {
+        let mut pairs = Vec::new();
+        loop {
+            let key = self.short_string()?;
+            if key.is_empty() {
+                // An empty key followed by the end marker closes the object. Some encoders
+                // end ECMA arrays without it, at the end of the message.
+                if self.is_empty() {
+                    return Ok(pairs);
+                }
+                if self.bytes[self.position] == 0x09 {
+                    self.position += 1;
+                    return Ok(pairs);
+                }
+            }
+            if self.is_empty() {
+                return Err(AmfError::Truncated);
+            }
+            let value = self.read_value(depth + 1)?;
+            pairs.push((key, value));
+        }
+    }
+
+    fn read_value(&mut self, depth: usize) -> Result<AmfValue, AmfError> {
+        if depth > MAX_DEPTH {
+            return Err(AmfError::TooDeep);
+        }
+        self.count_value()?;
+        let marker = self.u8()?;
+        Ok(match marker {
+            0x00 => AmfValue::Number(self.f64()?),
+            0x01 => AmfValue::Boolean(self.u8()? != 0),
+            0x02 => AmfValue::String(self.short_string()?),
+            0x03 => AmfValue::Object {
+                class_name: None,
+                properties: self.read_pairs(depth)?,
+            },
+            0x05 => AmfValue::Null,
+            0x06 => AmfValue::Undefined,
+            0x08 => {
+                let _approximate_count = self.u32()?;
+                AmfValue::EcmaArray(self.read_pairs(depth)?)
+            }
+            0x0A => {
+                let count = self.u32()? as usize;
+                // Each element takes at least one byte: a count beyond the bytes left is a lie.
+                if count > self.bytes.len() - self.position {
+                    return Err(AmfError::Truncated);
+                }
+                let mut items = Vec::with_capacity(count);
+                for _ in 0..count {
+                    items.push(self.read_value(depth + 1)?);
+                }
+                AmfValue::StrictArray(items)
+            }
+            0x0B => {
+                let millis = self.f64()?;
+                let timezone_minutes = self.u16()? as i16;
+                AmfValue::Date {
+                    millis,
+                    timezone_minutes,
+                }
+            }
+            0x0C => {
+                let len = self.u32()? as usize;
+                AmfValue::String(self.utf8(len)?)
+            }
+            0x0F => {
+                let len = self.u32()? as usize;
+                AmfValue::XmlDocument(self.utf8(len)?)
+            }
+            0x10 => {
+                let class_name = self.short_string()?;
+                AmfValue::Object {
+                    class_name: Some(class_name),
+                    properties: self.read_pairs(depth)?,
+                }
+            }
+            0x11 => {
+                let mut amf3 = Amf3Reader {
+                    bytes: self.bytes,
+                    position: self.position,
+                    values_decoded: self.values_decoded,
+                    strings: Vec::new(),
+                    objects: Vec::new(),
+                    traits: Vec::new(),
+                };
+                let value = amf3.read_value(depth + 1)?;
+                self.position = amf3.position;
+                self.values_decoded = amf3.values_decoded;
+                value
+            }
+            other => {
+                return Err(AmfError::UnsupportedMarker {
+                    version: 0,
+                    marker: other,
+                })
+            }
+        })
+    }
+}
+
+struct Amf3Traits {
+    class_name: Option<String>,
+    dynamic: bool,
+    sealed_names: Vec<String>,
+}
+
+/// AMF3 decoding, entered through the AVM+ marker of AMF0.
+struct Amf3Reader<'a> {
+    bytes: &'a [u8],
+    position: usize,
+    values_decoded: usize,
+    strings: Vec<String>,
+    /// Complex values already decoded, for references. A reference costs its full size
+    /// again in `values_decoded`, so reference amplification hits [`MAX_VALUES`].
+    objects: Vec<(AmfValue, usize)>,
+    traits: Vec<std::rc::Rc<Amf3Traits>>,
+}
+
+impl Amf3Reader<'_> {
+    fn take(&mut self, count: usize) -> Result<&[u8], AmfError> {
+        let end = self.position.checked_add(count).ok_or(AmfError::Truncated)?;
+        let slice = self
+            .bytes
+            .get(self.position..end)
+            .ok_or(AmfError::Truncated)?;
+        self.position = end;
+        Ok(slice)
+    }
+
+    fn u8(&mut self) -> Result<u8, AmfError> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn remaining(&self) -> usize {
+        self.bytes.len().saturating_sub(self.position)
+    }
+
+    fn u29(&mut self) -> Result<u32, AmfError> {
+        let mut value: u32 = 0;
+        for i in 0..4 {
+            let b = self.u8()?;
+            if i == 3 {
+                return Ok((value << 8) | b as u32);
+            }
+            value = (value << 7) | (b & 0x7F) as u32;
+            if b & 0x80 == 0 {
+                break;
+            }
+        }
+        Ok(value)
+    }
+
+    fn f64(&mut self) -> Result<f64, AmfError> {
+        let b = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(f64::from_be_bytes(a))
+    }
+
+    fn count(&mut self, n: usize) -> Result<(), AmfError> {
+        self.values_decoded = self.values_decoded.saturating_add(n);
+        if self.values_decoded > MAX_VALUES {
+            return Err(AmfError::TooManyValues);
+        }
+        Ok(())
+    }
+
+    fn string(&mut self) -> Result<String, AmfError> {
+        let header = self.u29()?;
+        if header & 1 == 0 {
+            return self
+                .strings
+                .get((header >> 1) as usize)
+                .cloned()
+                .ok_or(AmfError::BadReference);
+        }
+        let len = (header >> 1) as usize;
+        let text = String::from_utf8(self.take(len)?.to_vec()).map_err(|_| AmfError::InvalidUtf8)?;
+        if !text.is_empty() {
+            self.strings.push(text.clone());
+        }
+        Ok(text)
+    }
+
+    /// Reads the U29 header of a complex value: `Ok(Err(value))` for a reference.
+    fn reference_or_inline(&mut self) -> Result<Result<u32, AmfValue>, AmfError> {
+        let header = self.u29()?;
+        if header & 1 == 0 {
+            let (value, size) = self
+                .objects
+                .get((header >> 1) as usize)
+                .cloned()
+                .ok_or(AmfError::BadReference)?;
+            self.count(size)?;
+            return Ok(Err(value));
+        }
+        Ok(Ok(header >> 1))
+    }
+
+    fn remember(&mut self, value: &AmfValue, started_at_count: usize) {
+        let size = self.values_decoded.saturating_sub(started_at_count).max(1);
+        self.objects.push((value.clone(), size));
+    }
+
+    fn read_value(&mut self, depth: usize) -> Result<AmfValue, AmfError> {
+        if depth > MAX_DEPTH {
+            return Err(AmfError::TooDeep);
+        }
+        self.count(1)?;
+        let started_at = self.values_decoded;
+        let marker = self.u8()?;
+        Ok(match marker {
+            0x00 => AmfValue::Undefined,
+            0x01 => AmfValue::Null,
+            0x02 => AmfValue::Boolean(false),
+            0x03 => AmfValue::Boolean(true),
+            0x04 => {
+                let raw = self.u29()?;
+                // Sign-extend the 29-bit integer.
+                let signed = ((raw << 3) as i32) >> 3;
+                AmfValue::Number(signed as f64)
+            }
+            0x05 => AmfValue::Number(self.f64()?),
+            0x06 => AmfValue::String(self.string()?),
+            0x07 | 0x0B => match self.reference_or_inline()? {
+                Err(value) => value,
+                Ok(len) => {
+                    let text = String::from_utf8(self.take(len as usize)?.to_vec())
+                        .map_err(|_| AmfError::InvalidUtf8)?;
+                    let value = AmfValue::XmlDocument(text);
+                    self.remember(&value, started_at);
+                    value
+                }
+            },
+            0x08 => match self.reference_or_inline()? {
+                Err(value) => value,
+                Ok(_) => {
+                    let value = AmfValue::Date {
+                        millis: self.f64()?,
+                        timezone_minutes: 0,
+                    };
+                    self.remember(&value, started_at);
+                    value
+                }
+            },
+            0x09 => match self.reference_or_inline()? {
+                Err(value) => value,
+                Ok(dense_count) => {
+                    let mut assoc = Vec::new();
+                    loop {
+                        let key = self.string()?;
+                        if key.is_empty() {
+                            break;
+                        }
+                        assoc.push((key, self.read_value(depth + 1)?));
+                    }
+                    let dense_count = dense_count as usize;
+                    if dense_count > self.remaining() {
+                        return Err(AmfError::Truncated);
+                    }
+                    let mut dense = Vec::with_capacity(dense_count);
+                    for _ in 0..dense_count {
+                        dense.push(self.read_value(depth + 1)?);
+                    }
+                    let value = if assoc.is_empty() {
+                        AmfValue::StrictArray(dense)
+                    } else {
+                        assoc.extend(dense.into_iter().enumerate().map(|(i, v)| (i.to_string(), v)));
+                        AmfValue::EcmaArray(assoc)
+                    };
+                    self.remember(&value, started_at);
+                    value
+                }
+            },
+            0x0A => match self.reference_or_inline()? {
+                Err(value) => value,
+                Ok(header) => self.read_object(header, depth, started_at)?,
+            },
+            0x0C => match self.reference_or_inline()? {
+                Err(value) => value,
+                Ok(len) => {
+                    let value = AmfValue::ByteArray(self.take(len as usize)?.to_vec());
+                    self.remember(&value, started_at);
+                    value
+                }
+            },
+            other => {
+                return Err(AmfError::UnsupportedMarker {
+                    version: 3,
+                    marker: other,
+                })
+            }
+        })
+    }
+
+    fn read_object(
+        &mut self,
+        header: u32,
+        depth: usize,
+        started_at: usize,
+    ) -> Result<AmfValue, AmfError> {
+        // header already shifted by one: bit0 = inline traits, bit1 = externalizable.
+        let traits = if header & 1 == 0 {
+            self.traits
+                .get((header >> 1) as usize)
+                .cloned()
+                .ok_or(AmfError::BadReference)?
+        } else {
+            if header & 2 != 0 {
+                // Externalizable classes carry a private format only their class can read.
+                return Err(AmfError::UnsupportedMarker {
+                    version: 3,
+                    marker: 0x0A,
+                });
+            }
+            let dynamic = header & 4 != 0;
+            let sealed_count = (header >> 3) as usize;
+            if sealed_count > self.remaining() {
+                return Err(AmfError::Truncated);
+            }
+            let class_name = self.string()?;
+            let mut sealed_names = Vec::with_capacity(sealed_count);
+            for _ in 0..sealed_count {
+                sealed_names.push(self.string()?);
+            }
+            let traits = std::rc::Rc::new(Amf3Traits {
+                class_name: (!class_name.is_empty()).then_some(class_name),
+                dynamic,
+                sealed_names,
+            });
+            self.traits.push(traits.clone());
+            traits
+        };
+        let mut properties = Vec::with_capacity(traits.sealed_names.len());
+        for name in &traits.sealed_names {
+            properties.push((name.clone(), self.read_value(depth + 1)?));
+        }
+        if traits.dynamic {
+            loop {
+                let key = self.string()?;
+                if key.is_empty() {
+                    break;
+                }
+                properties.push((key, self.read_value(depth + 1)?));
+            }
+        }
+        let value = AmfValue::Object {
+            class_name: traits.class_name.clone(),
+            properties,
+        };
+        self.remember(&value, started_at);
+        Ok(value)
+    }
+}
+
+/// Decodes every AMF0 value in `bytes`.
+pub fn decode_amf0(bytes: &[u8]) -> Result<Vec<AmfValue>, AmfError> {
+    Amf0Reader::new(bytes).read_all()
+}
+
+/// Appends the AMF0 encoding of `value` to `out`.
+pub fn encode_amf0(value: &AmfValue, out: &mut Vec<u8>) {
+    match value {
+        AmfValue::Number(n) => {
+            out.push(0x00);
+            out.extend_from_slice(&n.to_be_bytes());
+        }
+        AmfValue::Boolean(b) => {
+            out.push(0x01);
+            out.push(u8::from(*b));
+        }
+        AmfValue::String(s) => encode_string_value(s, out),
+        AmfValue::Object {
+            class_name: None,
+            properties,
+        } => {
+            out.push(0x03);
+            encode_pairs(properties, out);
+        }
+        AmfValue::Object {
+            class_name: Some(class_name),
+            properties,
+        } => {
+            out.push(0x10);
+            encode_short_string(class_name, out);
+            encode_pairs(properties, out);
+        }
+        AmfValue::Null => out.push(0x05),
+        AmfValue::Undefined => out.push(0x06),
+        AmfValue::EcmaArray(pairs) => {
+            out.push(0x08);
+            out.extend_from_slice(&(pairs.len() as u32).to_be_bytes());
+            encode_pairs(pairs, out);
+        }
+        AmfValue::StrictArray(items) => {
+            out.push(0x0A);
+            out.extend_from_slice(&(items.len() as u32).to_be_bytes());
+            for item in items {
+                encode_amf0(item, out);
+            }
+        }
+        AmfValue::Date {
+            millis,
+            timezone_minutes,
+        } => {
+            out.push(0x0B);
+            out.extend_from_slice(&millis.to_be_bytes());
+            out.extend_from_slice(&timezone_minutes.to_be_bytes());
+        }
+        AmfValue::XmlDocument(s) => {
+            out.push(0x0F);
+            out.extend_from_slice(&(s.len() as u32).to_be_bytes());
+            out.extend_from_slice(s.as_bytes());
+        }
+        AmfValue::ByteArray(bytes) => {
+            // AMF0 has no byte array: switch to AMF3 for this one value.
+            out.push(0x11);
+            out.push(0x0C);
+            encode_u29(((bytes.len() as u32) << 1) | 1, out);
+            out.extend_from_slice(bytes);
+        }
+    }
+}
+
+/// Encodes a sequence of values as AMF0.
+pub fn encode_amf0_values(values: &[AmfValue]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for value in values {
+        encode_amf0(value, &mut out);
+    }
+    out
+}
+
+fn encode_u29(value: u32, out: &mut Vec<u8>) {
+    let v = value & 0x1FFF_FFFF;
+    if v < 0x80 {
+        out.push(v as u8);
+    } else if v < 0x4000 {
+        out.push(((v >> 7) | 0x80) as u8);
+        out.push((v & 0x7F) as u8);
+    } else if v < 0x20_0000 {
+        out.push(((v >> 14) | 0x80) as u8);
+        out.push(((v >> 7) | 0x80) as u8);
+        out.push((v & 0x7F) as u8);
+    } else {
+        out.push(((v >> 22) | 0x80) as u8);
+        out.push(((v >> 15) | 0x80) as u8);
+        out.push(((v >> 8) | 0x80) as u8);
+        out.push(v as u8);
+    }
+}
+
+fn encode_string_value(s: &str, out: &mut Vec<u8>) {
+    if s.len() > u16::MAX as usize {
+        out.push(0x0C);
+        out.extend_from_slice(&(s.len() as u32).to_be_bytes());
+        out.extend_from_slice(s.as_bytes());
+    } else {
+        out.push(0x02);
+        encode_short_string(s, out);
+    }
+}
+
+fn encode_short_string(s: &str, out: &mut Vec<u8>) {
+    // Keys longer than 64 KiB cannot be expressed in AMF0; cut at a char boundary.
+    let mut end = s.len().min(u16::MAX as usize);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    out.extend_from_slice(&(end as u16).to_be_bytes());
+    out.extend_from_slice(&s.as_bytes()[..end]);
+}
+
+fn encode_pairs(pairs: &[(String, AmfValue)], out: &mut Vec<u8>) {
+    for (key, value) in pairs {
+        if key.is_empty() {
+            continue;
+        }
+        encode_short_string(key, out);
+        encode_amf0(value, out);
+    }
+    out.extend_from_slice(&[0x00, 0x00, 0x09]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roundtrip(value: AmfValue) {
+        let mut bytes = Vec::new();
+        encode_amf0(&value, &mut bytes);
+        assert_eq!(decode_amf0(&bytes).expect("decodes"), vec![value]);
+    }
+
+    #[test]
+    fn amf0_values_roundtrip_with_key_order_kept() {
+        roundtrip(AmfValue::Number(1.5));
+        roundtrip(AmfValue::Boolean(true));
+        roundtrip(AmfValue::string("héllo"));
+        roundtrip(AmfValue::Null);
+        roundtrip(AmfValue::Undefined);
+        roundtrip(AmfValue::object([
+            ("zeta", AmfValue::Number(1.0)),
+            ("alpha", AmfValue::string("a")),
+            ("mid", AmfValue::object([("x", AmfValue::Null)])),
+        ]));
+        roundtrip(AmfValue::EcmaArray(vec![
+            ("width".into(), AmfValue::Number(1280.0)),
+            ("custom".into(), AmfValue::string("kept")),
+        ]));
+        roundtrip(AmfValue::StrictArray(vec![
+            AmfValue::Number(1.0),
+            AmfValue::string("two"),
+        ]));
+        roundtrip(AmfValue::Date {
+            millis: 1_700_000_000_000.0,
+            timezone_minutes: 0,
+        });
+        roundtrip(AmfValue::Object {
+            class_name: Some("com.example.User".into()),
+            properties: vec![("name".into(), AmfValue::string("ann"))],
+        });
+        roundtrip(AmfValue::string("x".repeat(70_000)));
+    }
+
+    #[test]
+    fn byte_arrays_roundtrip_through_the_avmplus_switch() {
+        roundtrip(AmfValue::ByteArray(vec![1, 2, 3, 200]));
+    }
+
+    #[test]
+    fn amf3_values_decode_through_the_avmplus_marker() {
+        // 0x11 switch, then AMF3: dynamic anonymous object {a: 5, b: "hi", c: [true, 2.5]}
+        let mut bytes = vec![0x11, 0x0A, 0x0B, 0x01];
+        bytes.extend_from_slice(&[0x03, b'a', 0x04, 0x05]);
+        bytes.extend_from_slice(&[0x03, b'b', 0x06, 0x05, b'h', b'i']);
+        bytes.extend_from_slice(&[0x03, b'c', 0x09, 0x05, 0x01, 0x03, 0x05]);
+        bytes.extend_from_slice(&2.5f64.to_be_bytes());
+        bytes.push(0x01);
+        let values = decode_amf0(&bytes).expect("decodes");
+        assert_eq!(
+            values,
+            vec![AmfValue::object([
+                ("a", AmfValue::Number(5.0)),
+                ("b", AmfValue::string("hi")),
+                (
+                    "c",
+                    AmfValue::StrictArray(vec![AmfValue::Boolean(true), AmfValue::Number(2.5)])
+                ),
+            ])]
+        );
+    }
+
+    #[test]
+    fn amf3_negative_integers_are_sign_extended() {
+        let values = decode_amf0(&[0x11, 0x04, 0xFF, 0xFF, 0xFF, 0xFF]).expect("decodes");
+        assert_eq!(values, vec![AmfValue::Number(-1.0)]);
+    }
+
+    #[test]
+    fn lengths_beyond_the_message_are_rejected_without_allocating() {
+        assert_eq!(
+            decode_amf0(&[0x0C, 0xFF, 0xFF, 0xFF, 0xFF, b'a']),
+            Err(AmfError::Truncated)
+        );
+        assert_eq!(
+            decode_amf0(&[0x0A, 0xFF, 0xFF, 0xFF, 0xFF]),
+            Err(AmfError::Truncated)
+        );
+        assert_eq!(
+            decode_amf0(&[0x11, 0x0C, 0xFF, 0xFF, 0xFF, 0xFF]),
+            Err(AmfError::Truncated)
+        );
+    }
+
+    #[test]
+    fn deep_nesting_is_rejected_not_overflowing_the_stack() {
+        let mut bytes = Vec::new();
+        for _ in 0..100_000 {
+            bytes.extend_from_slice(&[0x03, 0x00, 0x01, b'k']);
+        }
+        assert_eq!(decode_amf0(&bytes), Err(AmfError::TooDeep));
+        let amf3: Vec<u8> = std::iter::once(0x11)
+            .chain(std::iter::repeat_n([0x09u8, 0x03, 0x01], 100_000).flatten())
+            .collect();
+        assert_eq!(decode_amf0(&amf3), Err(AmfError::TooDeep));
+    }
+
+    #[test]
+    fn amf3_reference_amplification_is_bounded() {
+        // a0 = [1,1,...]; a1 = [ref a0 x 60]; a2 = [ref a1 x 60] ...
+        let mut bytes = vec![0x11, 0x09, (60 << 1) | 1, 0x01];
+        bytes.extend(std::iter::repeat_n(0x01u8, 60));
+        // This would be 60^4 values once copied.
+        let mut level_bytes = Vec::new();
+        for level in 0..3u8 {
+            level_bytes.extend_from_slice(&[0x09, (60 << 1) | 1, 0x01]);
+            for _ in 0..60 {
+                level_bytes.extend_from_slice(&[0x09, level << 1]);
+            }
+        }
+        // Nest the levels inside one top-level array so all are decoded.
+        let mut message = vec![0x11, 0x09, (4 << 1) | 1, 0x01];
+        message.extend_from_slice(&bytes[1..]);
+        message.extend_from_slice(&level_bytes);
+        assert_eq!(decode_amf0(&message), Err(AmfError::TooManyValues));
+    }
+
+    #[test]
+    fn unknown_markers_are_errors() {
+        assert_eq!(
+            decode_amf0(&[0x0D]),
+            Err(AmfError::UnsupportedMarker {
+                version: 0,
+                marker: 0x0D
+            })
+        );
+    }
+}

@@ -1,0 +1,2 @@
+//! ascend
+fn main() {}
