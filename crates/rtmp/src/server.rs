@@ -581,8 +581,9 @@ impl ServerSession {
         self.stream_status(stream_id, info);
     }
 
-    /// Playing started: StreamBegin, Play.Reset (when asked), Play.Start, `|RtmpSampleAccess`
-    /// and NetStream.Data.Start, in the order Flash and FMS use.
+    /// Playing started: StreamBegin, Play.Reset (when asked), Play.Start and `|RtmpSampleAccess`,
+    /// in the order FMS uses. (FMS also sends a NetStream.Data.Start data message; ffmpeg shows
+    /// it as an extra data stream of unknown codec, so it is left out.)
     pub fn play_started(&mut self, stream_id: u32, name: &str, reset: bool, client_id: &str) {
         self.core
             .send(build::user_control(&UserControl::StreamBegin(stream_id)));
@@ -617,32 +618,12 @@ impl ServerSession {
                 AmfValue::Boolean(true),
             ],
         ));
-        self.core.send(build::data(
-            stream_id,
-            0,
-            &[
-                AmfValue::string("onStatus"),
-                AmfValue::object([("code", AmfValue::string("NetStream.Data.Start"))]),
-            ],
-        ));
     }
 
     /// A status on a playing stream (Play.PublishNotify, Play.UnpublishNotify, Play.Stop...).
     pub fn play_status(&mut self, stream_id: u32, level: &str, code: &str, name: &str) {
-        let description = match code {
-            "NetStream.Play.PublishNotify" => format!("{name} is now published."),
-            "NetStream.Play.UnpublishNotify" => format!("{name} is now unpublished."),
-            "NetStream.Play.Stop" => format!("Stopped playing {name}."),
-            "NetStream.Play.StreamNotFound" => format!("Failed to play {name}; stream not found."),
-            _ => String::new(),
-        };
-        let info = build::status_info(
-            level,
-            code,
-            &description,
-            vec![("details".into(), AmfValue::string(name))],
-        );
-        self.stream_status(stream_id, info);
+        self.core
+            .send(play_status_message(stream_id, level, code, name));
     }
 
     /// Sends a User Control event.
@@ -709,6 +690,26 @@ impl ServerSession {
         self.core
             .send(build::user_control(&UserControl::PingRequest(time)));
     }
+}
+
+/// `onStatus` for a playing stream, with the description FMS gives each code. A free function
+/// because the connection's writer sends these (PublishNotify, UnpublishNotify) as it reads the
+/// stream, without the session.
+pub fn play_status_message(stream_id: u32, level: &str, code: &str, name: &str) -> RawMessage {
+    let description = match code {
+        "NetStream.Play.PublishNotify" => format!("{name} is now published."),
+        "NetStream.Play.UnpublishNotify" => format!("{name} is now unpublished."),
+        "NetStream.Play.Stop" => format!("Stopped playing {name}."),
+        "NetStream.Play.StreamNotFound" => format!("Failed to play {name}; stream not found."),
+        _ => String::new(),
+    };
+    let info = build::status_info(
+        level,
+        code,
+        &description,
+        vec![("details".into(), AmfValue::string(name))],
+    );
+    build::command(stream_id, "onStatus", 0.0, AmfValue::Null, &[info])
 }
 
 fn describe(message: &Message) -> String {

@@ -1,1 +1,28 @@
-//! (being written)
+//! The Ascend server: everything that runs. It joins the protocol crate (`ascend-rtmp`), the
+//! stream hub (`ascend-media`) and, later, the script host, around tokio sockets.
+//!
+//! - [`config`]: flags, configuration file, limits.
+//! - [`listener`]: accepting connections under the connection limits.
+//! - [`connection`]: one task per client: handshake, session events, publish and play.
+//! - [`writer`]: the one writer of each socket (commands and frames, vectored writes).
+//! - [`applications`]: which applications exist, running instances and their hubs.
+//! - [`logging`]: `tracing` set-up (`RUST_LOG` filter).
+//! - [`cli`]: the `ascend` command.
+
+pub mod applications;
+pub mod cli;
+pub mod config;
+pub mod connection;
+pub mod listener;
+pub mod logging;
+pub mod writer;
+
+pub use config::ServerConfig;
+
+/// What every connection task shares.
+pub struct ServerContext {
+    /// The configuration in force.
+    pub config: ServerConfig,
+    /// Applications and their running instances.
+    pub applications: applications::Applications,
+}

@@ -1,0 +1,42 @@
+//! The `ascend` command: parse flags, load configuration, run until Ctrl-C or SIGTERM.
+
+use crate::config::{Args, ServerConfig};
+use crate::listener::Server;
+use clap::Parser;
+
+/// Runs the server with the process's arguments.
+pub fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    crate::logging::init();
+    let config = ServerConfig::from_args(&args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let server = Server::bind(config).await?;
+        server.run(shutdown_signal()).await;
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

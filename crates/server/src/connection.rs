@@ -1,0 +1,591 @@
+//! One client connection: the handshake, then the session's events turned into actions on the
+//! application instance (connect, publish into the hub, play from it) and answers to the client.
+//!
+//! This task owns the socket's read half and the [`ServerSession`]; the writer task
+//! ([`crate::writer`]) owns the write half. Everything this task wants sent goes to the writer
+//! through a bounded channel, in order; a client that lets it fill is dropped.
+
+use crate::applications::{validate_stream_name, ClientRecord, Instance};
+use crate::writer::{self, WriterCommand};
+use crate::ServerContext;
+use ascend_media::{MediaFrame, PublishError, Publisher};
+use ascend_rtmp::amf::encode_amf0_values;
+use ascend_rtmp::protocol::ProtocolError;
+use ascend_rtmp::{
+    build, AmfValue, ConnectRequest, Handshake, HandshakeProgress, ServerEvent, ServerSession,
+    ServerSessionConfig,
+};
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+/// Why a connection ended early.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    /// Socket error.
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    /// Handshake failed or timed out.
+    #[error("handshake: {0}")]
+    Handshake(String),
+    /// The client broke the chunk protocol or a limit.
+    #[error("protocol: {0}")]
+    Protocol(#[from] ProtocolError),
+    /// A limit was reached.
+    #[error("limit: {0}")]
+    Limit(String),
+}
+
+struct PublishedStream {
+    name: String,
+    publisher: Publisher,
+}
+
+/// The state of one connection after the handshake.
+struct Connection {
+    id: u64,
+    peer: SocketAddr,
+    context: Arc<ServerContext>,
+    session: ServerSession,
+    writer: mpsc::Sender<WriterCommand>,
+    instance: Option<Arc<Instance>>,
+    published: HashMap<u32, PublishedStream>,
+    playing: HashMap<u32, String>,
+    /// Set once the connection is refused: finish sending, then close.
+    closing: bool,
+    ignored_media: u64,
+}
+
+/// Serves one accepted socket to the end, logging how it ended.
+pub async fn serve(socket: TcpStream, peer: SocketAddr, context: Arc<ServerContext>, id: u64) {
+    let started = Instant::now();
+    match run(socket, peer, context, id).await {
+        Ok(summary) => info!(
+            client = id,
+            ip = %peer.ip(),
+            bytes_in = summary.bytes_in,
+            bytes_out = summary.bytes_out,
+            frames_dropped = summary.frames_dropped,
+            seconds = started.elapsed().as_secs_f32(),
+            "disconnect"
+        ),
+        Err(error) => warn!(client = id, ip = %peer.ip(), %error, "connection closed"),
+    }
+}
+
+struct Summary {
+    bytes_in: u64,
+    bytes_out: u64,
+    frames_dropped: u64,
+}
+
+async fn run(
+    mut socket: TcpStream,
+    peer: SocketAddr,
+    context: Arc<ServerContext>,
+    id: u64,
+) -> Result<Summary, ConnectionError> {
+    let limits = context.config.limits.clone();
+    let handshake_timeout = Duration::from_secs(limits.handshake_timeout_secs);
+    let mut read_buffer = vec![0u8; 64 * 1024];
+    let remaining = tokio::time::timeout(
+        handshake_timeout,
+        handshake(&mut socket, &mut read_buffer),
+    )
+    .await
+    .map_err(|_| {
+        ConnectionError::Handshake(format!(
+            "not finished within {} s (handshake_timeout_secs)",
+            limits.handshake_timeout_secs
+        ))
+    })??;
+
+    let (mut reader, write_half) = socket.into_split();
+    let (writer_tx, writer_rx) = mpsc::channel(limits.max_queued_messages.max(16));
+    let writer_task = tokio::spawn(writer::run(
+        write_half,
+        writer_rx,
+        Duration::from_secs(limits.write_stall_timeout_secs),
+    ));
+
+    let mut session_config = ServerSessionConfig::default();
+    session_config.limits.max_message_size = limits.max_message_size;
+    session_config.max_streams = limits.max_streams_per_connection;
+    let mut connection = Connection {
+        id,
+        peer,
+        context: context.clone(),
+        session: ServerSession::new(session_config),
+        writer: writer_tx,
+        instance: None,
+        published: HashMap::new(),
+        playing: HashMap::new(),
+        closing: false,
+        ignored_media: 0,
+    };
+    connection.session.receive_bytes(&remaining);
+    let connect_deadline =
+        tokio::time::Instant::now() + Duration::from_secs(limits.connect_timeout_secs);
+    let mut result = connection.process_events();
+    while result.is_ok() && !connection.closing {
+        let connected = connection.session.is_connected();
+        tokio::select! {
+            read = reader.read(&mut read_buffer) => match read {
+                Ok(0) => break,
+                Ok(n) => {
+                    connection.session.receive_bytes(&read_buffer[..n]);
+                    result = connection.process_events();
+                }
+                Err(error) => result = Err(error.into()),
+            },
+            _ = tokio::time::sleep_until(connect_deadline), if !connected => {
+                result = Err(ConnectionError::Limit(format!(
+                    "no connect within {} s (connect_timeout_secs)",
+                    limits.connect_timeout_secs
+                )));
+            }
+            _ = connection.writer.closed() => break,
+        }
+    }
+    let bytes_in = connection.session.bytes_received() + 3073;
+    connection.finish();
+    drop(connection);
+    // The writer sends what is queued (a rejection, say) and closes; bounded by its stall timeout.
+    let (stats, write_result) = match writer_task.await {
+        Ok(outcome) => outcome,
+        Err(join_error) => (
+            writer::WriterStats::default(),
+            Err(std::io::Error::other(join_error.to_string())),
+        ),
+    };
+    if let (Ok(()), Err(error)) = (&result, write_result) {
+        debug!(client = id, %error, "writer ended");
+    }
+    result.map(|()| Summary {
+        bytes_in,
+        bytes_out: stats.bytes_written,
+        frames_dropped: stats.frames_dropped,
+    })
+}
+
+/// Runs the server side of the handshake; returns the bytes that followed C2.
+async fn handshake(
+    socket: &mut TcpStream,
+    buffer: &mut [u8],
+) -> Result<Vec<u8>, ConnectionError> {
+    let mut handshake = Handshake::server();
+    loop {
+        let n = socket.read(buffer).await?;
+        if n == 0 {
+            return Err(ConnectionError::Handshake(
+                "client closed during the handshake".into(),
+            ));
+        }
+        match handshake
+            .process(&buffer[..n])
+            .map_err(|e| ConnectionError::Handshake(e.to_string()))?
+        {
+            HandshakeProgress::InProgress { response } => {
+                if !response.is_empty() {
+                    socket.write_all(&response).await?;
+                }
+            }
+            HandshakeProgress::Done {
+                response,
+                remaining,
+            } => {
+                if !response.is_empty() {
+                    socket.write_all(&response).await?;
+                }
+                return Ok(remaining);
+            }
+        }
+    }
+}
+
+impl Connection {
+    /// Handles every complete event, then hands what to send to the writer in one piece.
+    fn process_events(&mut self) -> Result<(), ConnectionError> {
+        while !self.closing {
+            let Some(event) = self.session.next_event()? else {
+                break;
+            };
+            self.handle(event)?;
+        }
+        self.flush()
+    }
+
+    fn flush(&mut self) -> Result<(), ConnectionError> {
+        if self.session.has_outgoing() {
+            let messages = self.session.take_outgoing();
+            self.send_to_writer(WriterCommand::Messages(messages))?;
+        }
+        Ok(())
+    }
+
+    fn send_to_writer(&mut self, command: WriterCommand) -> Result<(), ConnectionError> {
+        match self.writer.try_send(command) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => Err(ConnectionError::Limit(format!(
+                "{} messages queued for a client that does not read (max_queued_messages)",
+                self.context.config.limits.max_queued_messages
+            ))),
+            // The writer ended (socket error): the read loop sees it and stops.
+            Err(mpsc::error::TrySendError::Closed(_)) => Ok(()),
+        }
+    }
+
+    fn client_id(&self) -> String {
+        self.id.to_string()
+    }
+
+    fn handle(&mut self, event: ServerEvent) -> Result<(), ConnectionError> {
+        match event {
+            ServerEvent::ConnectRequested(request) => self.on_connect(request),
+            ServerEvent::CreateStreamRequested { transaction_id } => {
+                self.session.create_stream(transaction_id);
+            }
+            ServerEvent::PublishRequested {
+                stream_id,
+                name,
+                query,
+                mode,
+            } => self.on_publish(stream_id, name, query, mode.as_str()),
+            ServerEvent::PlayRequested {
+                stream_id,
+                name,
+                start,
+                reset,
+                ..
+            } => self.on_play(stream_id, name, start, reset)?,
+            ServerEvent::StreamClosed { stream_id, .. } => self.close_stream(stream_id)?,
+            ServerEvent::Call { stream_id, command } => {
+                self.on_call(stream_id, &command.name, command.transaction_id, &command.args)
+            }
+            ServerEvent::CallResponse { transaction_id, .. } => {
+                debug!(client = self.id, transaction_id, "answer to a server call");
+            }
+            ServerEvent::Audio {
+                stream_id,
+                timestamp,
+                payload,
+            } => self.on_media(stream_id, MediaFrame::audio(timestamp, payload)),
+            ServerEvent::Video {
+                stream_id,
+                timestamp,
+                payload,
+            } => self.on_media(stream_id, MediaFrame::video(timestamp, payload)),
+            ServerEvent::Data {
+                stream_id,
+                timestamp,
+                values,
+            } => self.on_data(stream_id, timestamp, values),
+            ServerEvent::SharedObject(message) => {
+                debug!(client = self.id, name = %message.name, "shared object message (not supported yet)");
+            }
+            ServerEvent::Pause { stream_id, paused } => {
+                self.send_to_writer(WriterCommand::Pause { stream_id, paused })?;
+            }
+            ServerEvent::ReceiveMedia {
+                stream_id,
+                audio,
+                enabled,
+            } => {
+                self.send_to_writer(WriterCommand::ReceiveMedia {
+                    stream_id,
+                    audio,
+                    enabled,
+                })?;
+            }
+            ServerEvent::BufferLength { .. } | ServerEvent::PingResponse(_) => {}
+            ServerEvent::Ignored { reason } => {
+                warn!(client = self.id, ip = %self.peer.ip(), %reason, "ignored message");
+            }
+        }
+        Ok(())
+    }
+
+    fn on_connect(&mut self, request: ConnectRequest) {
+        let apps = &self.context.applications;
+        let valid_instance = crate::applications::validate_folder_name(&request.instance).is_ok();
+        if !apps.app_exists(&request.app_name) || !valid_instance {
+            warn!(
+                client = self.id,
+                ip = %self.peer.ip(),
+                app = %request.app_name,
+                instance = %request.instance,
+                "connect refused: no such application (NetConnection.Connect.InvalidApp)"
+            );
+            self.session.reject_connect(
+                &request,
+                "NetConnection.Connect.InvalidApp",
+                &format!("Application ({}) does not exist.", request.app_name),
+                None,
+            );
+            self.closing = true;
+            return;
+        }
+        let instance = apps.instance(&request.app_name, &request.instance);
+        instance.add_client(ClientRecord {
+            id: self.id,
+            ip: self.peer.ip(),
+            agent: request.flash_ver.clone(),
+        });
+        info!(
+            client = self.id,
+            ip = %self.peer.ip(),
+            app = %request.app_name,
+            instance = %request.instance,
+            agent = %request.flash_ver,
+            tc_url = %request.tc_url,
+            "connect"
+        );
+        self.session.accept_connect(&request);
+        self.instance = Some(instance);
+    }
+
+    fn instance(&self) -> Option<Arc<Instance>> {
+        self.instance.clone()
+    }
+
+    fn on_publish(&mut self, stream_id: u32, name: String, query: String, mode: &str) {
+        let Some(instance) = self.instance() else {
+            return;
+        };
+        if let Err(error) = validate_stream_name(&name) {
+            warn!(client = self.id, stream = %name, %error, "publish refused: bad name");
+            self.session.publish_failed(
+                stream_id,
+                &name,
+                "NetStream.Publish.BadName",
+                &format!("Invalid stream name: {error}."),
+            );
+            return;
+        }
+        if self.published.contains_key(&stream_id) || self.playing.contains_key(&stream_id) {
+            self.session.publish_failed(
+                stream_id,
+                &name,
+                "NetStream.Publish.BadName",
+                "This stream is already in use on this connection.",
+            );
+            return;
+        }
+        match instance.hub().publish(&name, self.id) {
+            Ok(publisher) => {
+                info!(
+                    client = self.id,
+                    app = instance.app(),
+                    instance = instance.name(),
+                    stream = %name,
+                    query = %query,
+                    mode,
+                    "publish"
+                );
+                self.session
+                    .publish_started(stream_id, &name, &self.client_id());
+                self.published
+                    .insert(stream_id, PublishedStream { name, publisher });
+            }
+            Err(PublishError::AlreadyPublishing { .. }) => {
+                warn!(
+                    client = self.id,
+                    app = instance.app(),
+                    instance = instance.name(),
+                    stream = %name,
+                    "publish refused: already publishing (NetStream.Publish.BadName)"
+                );
+                self.session.publish_failed(
+                    stream_id,
+                    &name,
+                    "NetStream.Publish.BadName",
+                    &format!("{name} is already being published."),
+                );
+            }
+        }
+    }
+
+    fn on_play(
+        &mut self,
+        stream_id: u32,
+        name: String,
+        start: f64,
+        reset: bool,
+    ) -> Result<(), ConnectionError> {
+        let Some(instance) = self.instance() else {
+            return Ok(());
+        };
+        if let Err(error) = validate_stream_name(&name) {
+            warn!(client = self.id, stream = %name, %error, "play refused: bad name");
+            self.session
+                .play_status(stream_id, "error", "NetStream.Play.StreamNotFound", &name);
+            return Ok(());
+        }
+        if self.published.contains_key(&stream_id) {
+            self.session
+                .play_status(stream_id, "error", "NetStream.Play.Failed", &name);
+            return Ok(());
+        }
+        let subscription = instance.hub().subscribe(&name);
+        info!(
+            client = self.id,
+            app = instance.app(),
+            instance = instance.name(),
+            stream = %name,
+            start,
+            live = subscription.is_live(),
+            "play"
+        );
+        self.session
+            .play_started(stream_id, &name, reset, &self.client_id());
+        // Play.Start must reach the writer before the first frame.
+        self.flush()?;
+        self.playing.insert(stream_id, name.clone());
+        self.send_to_writer(WriterCommand::Play {
+            stream_id,
+            name,
+            subscription,
+        })
+    }
+
+    fn close_stream(&mut self, stream_id: u32) -> Result<(), ConnectionError> {
+        if let Some(published) = self.published.remove(&stream_id) {
+            self.log_unpublish(&published.name, "closeStream");
+            self.session
+                .unpublish_succeeded(stream_id, &published.name);
+        }
+        if let Some(name) = self.playing.remove(&stream_id) {
+            info!(client = self.id, stream = %name, "stop playing");
+            self.send_to_writer(WriterCommand::Stop { stream_id })?;
+        }
+        Ok(())
+    }
+
+    fn log_unpublish(&self, name: &str, why: &str) {
+        if let Some(instance) = &self.instance {
+            info!(
+                client = self.id,
+                app = instance.app(),
+                instance = instance.name(),
+                stream = %name,
+                reason = why,
+                "unpublish"
+            );
+        }
+    }
+
+    fn on_call(&mut self, stream_id: u32, name: &str, transaction_id: f64, args: &[AmfValue]) {
+        let stream_name = args.first().and_then(AmfValue::as_str).unwrap_or("");
+        let notification = |code: &str| {
+            [build::status_info(
+                "status",
+                code,
+                stream_name,
+                vec![],
+            )]
+        };
+        match name {
+            // Encoders announce and release stream names around publish; answered the way
+            // ffmpeg and OBS expect, whatever the stream.
+            "releaseStream" | "_checkbw" => self.session.result(transaction_id, &[]),
+            "FCPublish" => {
+                self.session.notify(
+                    stream_id,
+                    "onFCPublish",
+                    &notification("NetStream.Publish.Start"),
+                );
+                self.session.result(transaction_id, &[]);
+            }
+            "FCUnpublish" => {
+                self.session.notify(
+                    stream_id,
+                    "onFCUnpublish",
+                    &notification("NetStream.Unpublish.Success"),
+                );
+                self.session.result(transaction_id, &[]);
+            }
+            "FCSubscribe" => {
+                self.session.notify(
+                    stream_id,
+                    "onFCSubscribe",
+                    &notification("NetStream.Play.Start"),
+                );
+                self.session.result(transaction_id, &[]);
+            }
+            "getStreamLength" => self
+                .session
+                .result(transaction_id, &[AmfValue::Number(0.0)]),
+            _ => {
+                debug!(client = self.id, method = name, "call to a method the application does not define");
+                self.session.call_failed(
+                    transaction_id,
+                    &format!("Method not found ({name})."),
+                );
+            }
+        }
+    }
+
+    fn on_media(&mut self, stream_id: u32, frame: MediaFrame) {
+        let Some(published) = self.published.get(&stream_id) else {
+            self.ignored_media += 1;
+            if self.ignored_media == 1 {
+                warn!(client = self.id, stream_id, "media on a stream that is not publishing (ignored)");
+            }
+            return;
+        };
+        if published.publisher.is_replaced() {
+            if let Some(published) = self.published.remove(&stream_id) {
+                self.log_unpublish(&published.name, "taken over by a new publisher");
+                self.session
+                    .unpublish_succeeded(stream_id, &published.name);
+            }
+            return;
+        }
+        published.publisher.send(frame);
+    }
+
+    fn on_data(&mut self, stream_id: u32, timestamp: u32, values: Vec<AmfValue>) {
+        let Some(published) = self.published.get(&stream_id) else {
+            debug!(client = self.id, stream_id, "data on a stream that is not publishing (ignored)");
+            return;
+        };
+        let handler = values.first().and_then(AmfValue::as_str).unwrap_or("");
+        match handler {
+            "@setDataFrame" if values.len() >= 2 => {
+                let body = Bytes::from(encode_amf0_values(&values[1..]));
+                published.publisher.set_metadata(body);
+            }
+            "onMetaData" => {
+                published
+                    .publisher
+                    .set_metadata(Bytes::from(encode_amf0_values(&values)));
+            }
+            "@setDataFrame" | "@clearDataFrame" | "" => {
+                debug!(client = self.id, handler, "data message without content (ignored)");
+            }
+            _ => published.publisher.send(MediaFrame::data(
+                timestamp,
+                Bytes::from(encode_amf0_values(&values)),
+            )),
+        }
+    }
+
+    /// The connection is over: unpublish, leave the instance.
+    fn finish(&mut self) {
+        let published: Vec<PublishedStream> = self.published.drain().map(|(_, p)| p).collect();
+        for stream in published {
+            let name = stream.name.clone();
+            drop(stream);
+            self.log_unpublish(&name, "disconnect");
+        }
+        if let Some(instance) = self.instance.take() {
+            instance.remove_client(self.id);
+        }
+    }
+}
