@@ -1,1 +1,425 @@
-//! (being written)
+//! An RTMP client over tokio: handshake, connect with arguments, call with answers, publish,
+//! play, media in and out.
+//!
+//! It drives [`ascend_rtmp::ClientSession`] over one `TcpStream`. The tests use it as a player
+//! and publisher that can see every status code and frame, `cargo xtask bench` as its load
+//! client, and the server's script runtime for server-side `NetConnection`.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), ascend_client::ClientError> {
+//! use ascend_client::{RtmpClient, RtmpUrl};
+//! let url = RtmpUrl::parse("rtmp://127.0.0.1:1935/livestreams")?;
+//! let mut client = RtmpClient::connect(&url, vec![]).await?;
+//! let stream_id = client.play("localnews").await?;
+//! loop {
+//!     let event = client.next_event().await?;
+//!     println!("{stream_id}: {event:?}");
+//! }
+//! # }
+//! ```
+
+use ascend_rtmp::handshake::HandshakeError;
+use ascend_rtmp::protocol::ProtocolError;
+use ascend_rtmp::{
+    AmfValue, ChunkEncoder, ClientEvent, ClientSession, ConnectOptions, Handshake,
+    HandshakeProgress, PublishMode, RawMessage, WriteBatch,
+};
+use std::collections::VecDeque;
+use std::io::IoSlice;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Chunk size the client sends with.
+pub const CLIENT_CHUNK_SIZE: u32 = 4096;
+
+/// Why a client operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The URL is not `rtmp://host[:port]/app[/instance]`.
+    #[error("bad RTMP URL {0:?}")]
+    BadUrl(String),
+    /// Socket error.
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    /// Handshake failed.
+    #[error(transparent)]
+    Handshake(#[from] HandshakeError),
+    /// The server broke the protocol.
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    /// The server closed the connection.
+    #[error("connection closed by the server")]
+    Closed,
+    /// The server refused the connect: the info object (code, description, application).
+    #[error("connect refused: {0}")]
+    ConnectRefused(AmfValue),
+    /// The server answered a request with an error status.
+    #[error("refused: {0}")]
+    Refused(AmfValue),
+}
+
+/// `rtmp://host[:port]/app[/instance]`, split.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RtmpUrl {
+    /// Host name or address.
+    pub host: String,
+    /// Port (1935 by default).
+    pub port: u16,
+    /// Application path (`app` or `app/instance`), may carry `?query`.
+    pub app: String,
+}
+
+impl RtmpUrl {
+    /// Parses a connection URL: everything after the host is the application path.
+    pub fn parse(url: &str) -> Result<RtmpUrl, ClientError> {
+        let bad = || ClientError::BadUrl(url.to_string());
+        let rest = url.strip_prefix("rtmp://").ok_or_else(bad)?;
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((host, port)) => (host, port.parse().map_err(|_| bad())?),
+            None => (authority, 1935),
+        };
+        if host.is_empty() {
+            return Err(bad());
+        }
+        Ok(RtmpUrl {
+            host: host.to_string(),
+            port,
+            app: path.trim_matches('/').to_string(),
+        })
+    }
+
+    /// Splits a stream URL the way ffmpeg does: `rtmp://h/app/stream` is app `app`;
+    /// `rtmp://h/app/instance/stream` is app `app/instance`; the rest is the stream name.
+    pub fn parse_stream_url(url: &str) -> Result<(RtmpUrl, String), ClientError> {
+        let mut parsed = RtmpUrl::parse(url)?;
+        let path = parsed.app.clone();
+        let parts: Vec<&str> = path.splitn(3, '/').collect();
+        let (app, stream) = match parts.as_slice() {
+            [app, stream] => (app.to_string(), stream.to_string()),
+            [app, instance, stream] => (format!("{app}/{instance}"), stream.to_string()),
+            _ => return Err(ClientError::BadUrl(url.to_string())),
+        };
+        parsed.app = app;
+        Ok((parsed, stream))
+    }
+
+    /// The `tcUrl` for this URL.
+    pub fn tc_url(&self) -> String {
+        format!("rtmp://{}:{}/{}", self.host, self.port, self.app)
+    }
+}
+
+/// One RTMP client connection.
+pub struct RtmpClient {
+    socket: TcpStream,
+    session: ClientSession,
+    encoder: ChunkEncoder,
+    read_buffer: Vec<u8>,
+    queued: VecDeque<ClientEvent>,
+    /// The info object of the connect answer.
+    pub connect_info: AmfValue,
+}
+
+impl RtmpClient {
+    /// Connects to `url` (handshake and `connect` with `args`), waiting for the answer.
+    pub async fn connect(url: &RtmpUrl, args: Vec<AmfValue>) -> Result<RtmpClient, ClientError> {
+        let socket = TcpStream::connect((url.host.as_str(), url.port)).await?;
+        socket.set_nodelay(true)?;
+        Self::connect_over(socket, url, args).await
+    }
+
+    /// Like [`RtmpClient::connect`] over an already open socket.
+    pub async fn connect_over(
+        socket: TcpStream,
+        url: &RtmpUrl,
+        args: Vec<AmfValue>,
+    ) -> Result<RtmpClient, ClientError> {
+        let mut client = RtmpClient {
+            socket,
+            session: ClientSession::new(),
+            encoder: ChunkEncoder::new(),
+            read_buffer: vec![0; 64 * 1024],
+            queued: VecDeque::new(),
+            connect_info: AmfValue::Null,
+        };
+        let remaining = client.handshake().await?;
+        client.session.receive_bytes(&remaining);
+        client.session.connect(&ConnectOptions {
+            app: url.app.clone(),
+            tc_url: url.tc_url(),
+            flash_ver: "LNX 9,0,124,2".to_string(),
+            args,
+            chunk_size: CLIENT_CHUNK_SIZE,
+        });
+        client.flush().await?;
+        loop {
+            match client.next_event().await? {
+                ClientEvent::Connected(info) => {
+                    client.connect_info = info;
+                    return Ok(client);
+                }
+                ClientEvent::ConnectFailed(info) => return Err(ClientError::ConnectRefused(info)),
+                other => client.queued.push_back(other),
+            }
+        }
+    }
+
+    async fn handshake(&mut self) -> Result<Vec<u8>, ClientError> {
+        handshake(&mut self.socket).await
+    }
+
+    /// The session, to queue messages directly (then [`RtmpClient::flush`]).
+    pub fn session(&mut self) -> &mut ClientSession {
+        &mut self.session
+    }
+
+    /// Writes everything queued, in one vectored write where the socket allows.
+    pub async fn flush(&mut self) -> Result<(), ClientError> {
+        let messages = self.session.take_outgoing();
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let mut batch = WriteBatch::new();
+        for message in &messages {
+            self.encoder.encode(message, &mut batch);
+        }
+        write_batch(&mut self.socket, &mut batch).await?;
+        Ok(())
+    }
+
+    /// Queues and writes one message (media or data when publishing).
+    pub async fn send(&mut self, message: RawMessage) -> Result<(), ClientError> {
+        self.session.send(message);
+        self.flush().await
+    }
+
+    /// The next event from the server, reading as needed.
+    pub async fn next_event(&mut self) -> Result<ClientEvent, ClientError> {
+        if let Some(event) = self.queued.pop_front() {
+            return Ok(event);
+        }
+        self.next_event_from_socket().await
+    }
+
+    /// Waits for an event matching `want`, keeping the others queued in order.
+    async fn wait_for<T>(
+        &mut self,
+        mut want: impl FnMut(&ClientEvent) -> Option<Result<T, ClientError>>,
+    ) -> Result<T, ClientError> {
+        let mut skipped = VecDeque::new();
+        let result = loop {
+            let event = match self.queued.pop_front() {
+                Some(event) => event,
+                None => match self.next_event_from_socket().await {
+                    Ok(event) => event,
+                    Err(e) => break Err(e),
+                },
+            };
+            match want(&event) {
+                Some(result) => break result,
+                None => skipped.push_back(event),
+            }
+        };
+        skipped.append(&mut self.queued);
+        self.queued = skipped;
+        result
+    }
+
+    async fn next_event_from_socket(&mut self) -> Result<ClientEvent, ClientError> {
+        loop {
+            if let Some(event) = self.session.next_event()? {
+                // Acknowledgements and ping answers queued by the session go out at once.
+                self.flush().await?;
+                return Ok(event);
+            }
+            let n = self.socket.read(&mut self.read_buffer).await?;
+            if n == 0 {
+                return Err(ClientError::Closed);
+            }
+            self.session.receive_bytes(&self.read_buffer[..n]);
+        }
+    }
+
+    /// createStream, waiting for the stream id.
+    pub async fn create_stream(&mut self) -> Result<u32, ClientError> {
+        let tx = self.session.create_stream();
+        self.flush().await?;
+        self.wait_for(|event| match event {
+            ClientEvent::StreamCreated {
+                transaction_id,
+                stream_id,
+            } if *transaction_id == tx => Some(Ok(*stream_id)),
+            ClientEvent::CallResult {
+                transaction_id,
+                values,
+                ..
+            } if *transaction_id == tx => Some(Err(ClientError::Refused(
+                values.first().cloned().unwrap_or(AmfValue::Null),
+            ))),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Publishes `name` live the way ffmpeg does (releaseStream, FCPublish, createStream,
+    /// publish), waiting for NetStream.Publish.Start; any error status is returned as
+    /// [`ClientError::Refused`]. Returns the stream id.
+    pub async fn publish(&mut self, name: &str) -> Result<u32, ClientError> {
+        self.session
+            .call("releaseStream", &[AmfValue::string(name)]);
+        self.session
+            .send_command(0, "FCPublish", &[AmfValue::string(name)]);
+        let stream_id = self.create_stream().await?;
+        self.session.publish(stream_id, name, PublishMode::Live);
+        self.flush().await?;
+        self.wait_for(|event| match event {
+            ClientEvent::Status { stream_id: s, info } if *s == stream_id => {
+                match info.get_str("code") {
+                    Some("NetStream.Publish.Start") => Some(Ok(stream_id)),
+                    _ if info.get_str("level") == Some("error") => {
+                        Some(Err(ClientError::Refused(info.clone())))
+                    }
+                    _ => None,
+                }
+            }
+            _ => None,
+        })
+        .await
+    }
+
+    /// Plays `name` (live), waiting for NetStream.Play.Start. Media follows as events.
+    pub async fn play(&mut self, name: &str) -> Result<u32, ClientError> {
+        let stream_id = self.create_stream().await?;
+        self.session.play(stream_id, name, -2.0);
+        self.flush().await?;
+        self.wait_for(|event| match event {
+            ClientEvent::Status { stream_id: s, info } if *s == stream_id => {
+                match info.get_str("code") {
+                    Some("NetStream.Play.Start") => Some(Ok(stream_id)),
+                    _ if info.get_str("level") == Some("error") => {
+                        Some(Err(ClientError::Refused(info.clone())))
+                    }
+                    _ => None,
+                }
+            }
+            _ => None,
+        })
+        .await
+    }
+
+    /// Calls `method` on the server and waits for `_result` (Ok) or `_error` (Err(Refused)).
+    pub async fn call(
+        &mut self,
+        method: &str,
+        args: &[AmfValue],
+    ) -> Result<Vec<AmfValue>, ClientError> {
+        let tx = self.session.call(method, args);
+        self.flush().await?;
+        self.wait_for(|event| match event {
+            ClientEvent::CallResult {
+                transaction_id,
+                success,
+                values,
+            } if *transaction_id == tx => Some(if *success {
+                Ok(values.clone())
+            } else {
+                Err(ClientError::Refused(
+                    values.first().cloned().unwrap_or(AmfValue::Null),
+                ))
+            }),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Stops a stream (closeStream + deleteStream).
+    pub async fn delete_stream(&mut self, stream_id: u32) -> Result<(), ClientError> {
+        self.session.delete_stream(stream_id);
+        self.flush().await
+    }
+
+    /// Writes raw bytes on the socket, bypassing the session (for bad-input tests).
+    pub async fn write_raw(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
+        self.socket.write_all(bytes).await?;
+        Ok(())
+    }
+
+    /// The local address of the socket.
+    pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.socket.local_addr()
+    }
+}
+
+/// Runs the client side of the handshake on `socket`; returns bytes that followed S2.
+/// (Public so tests can speak raw chunks to a server after a real handshake.)
+pub async fn handshake(socket: &mut TcpStream) -> Result<Vec<u8>, ClientError> {
+    let (mut handshake, c0c1) = Handshake::client()?;
+    socket.write_all(&c0c1).await?;
+    let mut buffer = vec![0u8; 8192];
+    loop {
+        let n = socket.read(&mut buffer).await?;
+        if n == 0 {
+            return Err(ClientError::Closed);
+        }
+        match handshake.process(&buffer[..n])? {
+            HandshakeProgress::InProgress { response } => {
+                if !response.is_empty() {
+                    socket.write_all(&response).await?;
+                }
+            }
+            HandshakeProgress::Done {
+                response,
+                remaining,
+            } => {
+                if !response.is_empty() {
+                    socket.write_all(&response).await?;
+                }
+                return Ok(remaining);
+            }
+        }
+    }
+}
+
+/// Writes a batch with vectored writes until it is empty.
+pub async fn write_batch<W>(writer: &mut W, batch: &mut WriteBatch) -> std::io::Result<()>
+where
+    W: AsyncWriteExt + Unpin,
+{
+    while !batch.is_empty() {
+        let written = {
+            let segments = batch.segments();
+            let slices: Vec<IoSlice<'_>> =
+                segments.iter().take(512).map(|s| IoSlice::new(s)).collect();
+            writer.write_vectored(&slices).await?
+        };
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        batch.advance(written);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_urls_split_like_ffmpeg() {
+        let (url, stream) =
+            RtmpUrl::parse_stream_url("rtmp://127.0.0.1:1940/livestreams/localnews").expect("ok");
+        assert_eq!(
+            (url.port, url.app.as_str(), stream.as_str()),
+            (1940, "livestreams", "localnews")
+        );
+        let (url, stream) =
+            RtmpUrl::parse_stream_url("rtmp://h/livestreams/anotherinstance/localnews")
+                .expect("ok");
+        assert_eq!(
+            (url.port, url.app.as_str(), stream.as_str()),
+            (1935, "livestreams/anotherinstance", "localnews")
+        );
+        assert!(RtmpUrl::parse("http://h/x").is_err());
+    }
+}

@@ -213,7 +213,10 @@ impl<'a> Amf0Reader<'a> {
     }
 
     fn take(&mut self, count: usize) -> Result<&'a [u8], AmfError> {
-        let end = self.position.checked_add(count).ok_or(AmfError::Truncated)?;
+        let end = self
+            .position
+            .checked_add(count)
+            .ok_or(AmfError::Truncated)?;
         let slice = self
             .bytes
             .get(self.position..end)
@@ -384,7 +387,10 @@ struct Amf3Reader<'a> {
 
 impl Amf3Reader<'_> {
     fn take(&mut self, count: usize) -> Result<&[u8], AmfError> {
-        let end = self.position.checked_add(count).ok_or(AmfError::Truncated)?;
+        let end = self
+            .position
+            .checked_add(count)
+            .ok_or(AmfError::Truncated)?;
         let slice = self
             .bytes
             .get(self.position..end)
@@ -441,7 +447,8 @@ impl Amf3Reader<'_> {
                 .ok_or(AmfError::BadReference);
         }
         let len = (header >> 1) as usize;
-        let text = String::from_utf8(self.take(len)?.to_vec()).map_err(|_| AmfError::InvalidUtf8)?;
+        let text =
+            String::from_utf8(self.take(len)?.to_vec()).map_err(|_| AmfError::InvalidUtf8)?;
         if !text.is_empty() {
             self.strings.push(text.clone());
         }
@@ -531,7 +538,12 @@ impl Amf3Reader<'_> {
                     let value = if assoc.is_empty() {
                         AmfValue::StrictArray(dense)
                     } else {
-                        assoc.extend(dense.into_iter().enumerate().map(|(i, v)| (i.to_string(), v)));
+                        assoc.extend(
+                            dense
+                                .into_iter()
+                                .enumerate()
+                                .map(|(i, v)| (i.to_string(), v)),
+                        );
                         AmfValue::EcmaArray(assoc)
                     };
                     self.remember(&value, started_at);

@@ -518,7 +518,10 @@ impl WriteBatch {
 
     /// All bytes as one buffer (tests and small writes).
     pub fn to_vec(&mut self) -> Vec<u8> {
-        self.segments().iter().flat_map(|s| s.iter().copied()).collect()
+        self.segments()
+            .iter()
+            .flat_map(|s| s.iter().copied())
+            .collect()
     }
 }
 
@@ -640,10 +643,7 @@ mod tests {
     fn compressed_header_without_history_is_an_error() {
         let mut decoder = ChunkDecoder::new(ChunkLimits::default());
         decoder.push(&[0x46, 0, 0, 0, 0, 0, 3, 9]);
-        assert_eq!(
-            decoder.next_message(),
-            Err(ChunkError::NoPreviousHeader(6))
-        );
+        assert_eq!(decoder.next_message(), Err(ChunkError::NoPreviousHeader(6)));
     }
 
     #[test]

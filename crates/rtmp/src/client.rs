@@ -223,8 +223,13 @@ impl ClientSession {
     /// Answers a method the server invoked on us.
     pub fn respond(&mut self, transaction_id: f64, success: bool, values: &[AmfValue]) {
         let name = if success { "_result" } else { "_error" };
-        self.core
-            .send(build::command(0, name, transaction_id, AmfValue::Null, values));
+        self.core.send(build::command(
+            0,
+            name,
+            transaction_id,
+            AmfValue::Null,
+            values,
+        ));
     }
 
     /// Queues `closeStream` then `deleteStream` for `stream_id`.

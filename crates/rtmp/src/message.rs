@@ -210,7 +210,8 @@ pub enum MessageError {
 }
 
 fn be_u32(b: &[u8]) -> Option<u32> {
-    b.get(0..4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    b.get(0..4)
+        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
 }
 
 impl Message {
@@ -327,8 +328,8 @@ fn parse_shared_object(type_id: u8, body: &[u8]) -> Result<SharedObjectMessage, 
                 .get(0..2)
                 .map(|b| u16::from_be_bytes([b[0], b[1]]) as usize)
                 .ok_or_else(short)?;
-            let key = String::from_utf8_lossy(data.get(2..2 + key_len).ok_or_else(short)?)
-                .into_owned();
+            let key =
+                String::from_utf8_lossy(data.get(2..2 + key_len).ok_or_else(short)?).into_owned();
             let value = amf(&data[2 + key_len..])?
                 .into_iter()
                 .next()
@@ -521,7 +522,11 @@ pub mod build {
 
     /// A data message (AMF0) on `stream_id`.
     pub fn data(stream_id: u32, timestamp: u32, values: &[AmfValue]) -> RawMessage {
-        data_from_body(stream_id, timestamp, Bytes::from(encode_amf0_values(values)))
+        data_from_body(
+            stream_id,
+            timestamp,
+            Bytes::from(encode_amf0_values(values)),
+        )
     }
 
     /// A data message whose AMF0 body is already encoded (shared metadata).

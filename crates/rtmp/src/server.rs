@@ -289,8 +289,7 @@ impl ServerSession {
                     }))
                 }
             };
-            if !self.connected && !matches!(&message, Message::Command(c) if c.name == "connect")
-            {
+            if !self.connected && !matches!(&message, Message::Command(c) if c.name == "connect") {
                 if let Message::UserControl(_) = message {
                     continue;
                 }
@@ -439,7 +438,8 @@ impl ServerSession {
             .send(build::window_ack_size(self.config.window_ack_size));
         self.core
             .send(build::set_peer_bandwidth(self.config.peer_bandwidth, 2));
-        self.core.send(build::set_chunk_size(self.config.chunk_size));
+        self.core
+            .send(build::set_chunk_size(self.config.chunk_size));
         let properties = AmfValue::object([
             ("fmsVer", AmfValue::string(FMS_VERSION)),
             ("capabilities", AmfValue::Number(31.0)),
@@ -456,10 +456,7 @@ impl ServerSession {
                 ),
                 (
                     "data".into(),
-                    AmfValue::EcmaArray(vec![(
-                        "version".into(),
-                        AmfValue::string("3,5,7,7009"),
-                    )]),
+                    AmfValue::EcmaArray(vec![("version".into(), AmfValue::string("3,5,7,7009"))]),
                 ),
             ],
         );
@@ -800,7 +797,10 @@ mod tests {
         assert_eq!(request.instance, "room1");
         assert_eq!(request.query, "token=x");
         assert_eq!(request.flash_ver, "FMLE/3.0");
-        assert_eq!(request.command_object.get("fpad"), Some(&AmfValue::Boolean(false)));
+        assert_eq!(
+            request.command_object.get("fpad"),
+            Some(&AmfValue::Boolean(false))
+        );
         assert_eq!(request.args.len(), 2);
     }
 
@@ -811,7 +811,10 @@ mod tests {
         let Some(ServerEvent::ConnectRequested(request)) = session.next_event().expect("ok") else {
             panic!("no connect")
         };
-        assert_eq!((request.app_name.as_str(), request.instance.as_str()), ("livestreams", "_definst_"));
+        assert_eq!(
+            (request.app_name.as_str(), request.instance.as_str()),
+            ("livestreams", "_definst_")
+        );
     }
 
     #[test]

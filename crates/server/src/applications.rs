@@ -36,10 +36,7 @@ pub fn validate_folder_name(name: &str) -> Result<(), NameError> {
     if name.len() > MAX_NAME_LEN {
         return Err(NameError::TooLong);
     }
-    if name.starts_with('.')
-        || name.contains(['/', '\\'])
-        || name.chars().any(char::is_control)
-    {
+    if name.starts_with('.') || name.contains(['/', '\\']) || name.chars().any(char::is_control) {
         return Err(NameError::Unsafe(name.to_string()));
     }
     Ok(())

@@ -94,17 +94,15 @@ async fn run(
     let limits = context.config.limits.clone();
     let handshake_timeout = Duration::from_secs(limits.handshake_timeout_secs);
     let mut read_buffer = vec![0u8; 64 * 1024];
-    let remaining = tokio::time::timeout(
-        handshake_timeout,
-        handshake(&mut socket, &mut read_buffer),
-    )
-    .await
-    .map_err(|_| {
-        ConnectionError::Handshake(format!(
-            "not finished within {} s (handshake_timeout_secs)",
-            limits.handshake_timeout_secs
-        ))
-    })??;
+    let remaining =
+        tokio::time::timeout(handshake_timeout, handshake(&mut socket, &mut read_buffer))
+            .await
+            .map_err(|_| {
+                ConnectionError::Handshake(format!(
+                    "not finished within {} s (handshake_timeout_secs)",
+                    limits.handshake_timeout_secs
+                ))
+            })??;
 
     let (mut reader, write_half) = socket.into_split();
     let (writer_tx, writer_rx) = mpsc::channel(limits.max_queued_messages.max(16));
@@ -175,10 +173,7 @@ async fn run(
 }
 
 /// Runs the server side of the handshake; returns the bytes that followed C2.
-async fn handshake(
-    socket: &mut TcpStream,
-    buffer: &mut [u8],
-) -> Result<Vec<u8>, ConnectionError> {
+async fn handshake(socket: &mut TcpStream, buffer: &mut [u8]) -> Result<Vec<u8>, ConnectionError> {
     let mut handshake = Handshake::server();
     loop {
         let n = socket.read(buffer).await?;
@@ -265,9 +260,12 @@ impl Connection {
                 ..
             } => self.on_play(stream_id, name, start, reset)?,
             ServerEvent::StreamClosed { stream_id, .. } => self.close_stream(stream_id)?,
-            ServerEvent::Call { stream_id, command } => {
-                self.on_call(stream_id, &command.name, command.transaction_id, &command.args)
-            }
+            ServerEvent::Call { stream_id, command } => self.on_call(
+                stream_id,
+                &command.name,
+                command.transaction_id,
+                &command.args,
+            ),
             ServerEvent::CallResponse { transaction_id, .. } => {
                 debug!(client = self.id, transaction_id, "answer to a server call");
             }
@@ -457,8 +455,7 @@ impl Connection {
     fn close_stream(&mut self, stream_id: u32) -> Result<(), ConnectionError> {
         if let Some(published) = self.published.remove(&stream_id) {
             self.log_unpublish(&published.name, "closeStream");
-            self.session
-                .unpublish_succeeded(stream_id, &published.name);
+            self.session.unpublish_succeeded(stream_id, &published.name);
         }
         if let Some(name) = self.playing.remove(&stream_id) {
             info!(client = self.id, stream = %name, "stop playing");
@@ -482,14 +479,7 @@ impl Connection {
 
     fn on_call(&mut self, stream_id: u32, name: &str, transaction_id: f64, args: &[AmfValue]) {
         let stream_name = args.first().and_then(AmfValue::as_str).unwrap_or("");
-        let notification = |code: &str| {
-            [build::status_info(
-                "status",
-                code,
-                stream_name,
-                vec![],
-            )]
-        };
+        let notification = |code: &str| [build::status_info("status", code, stream_name, vec![])];
         match name {
             // Encoders announce and release stream names around publish; answered the way
             // ffmpeg and OBS expect, whatever the stream.
@@ -522,11 +512,13 @@ impl Connection {
                 .session
                 .result(transaction_id, &[AmfValue::Number(0.0)]),
             _ => {
-                debug!(client = self.id, method = name, "call to a method the application does not define");
-                self.session.call_failed(
-                    transaction_id,
-                    &format!("Method not found ({name})."),
+                debug!(
+                    client = self.id,
+                    method = name,
+                    "call to a method the application does not define"
                 );
+                self.session
+                    .call_failed(transaction_id, &format!("Method not found ({name})."));
             }
         }
     }
@@ -535,15 +527,17 @@ impl Connection {
         let Some(published) = self.published.get(&stream_id) else {
             self.ignored_media += 1;
             if self.ignored_media == 1 {
-                warn!(client = self.id, stream_id, "media on a stream that is not publishing (ignored)");
+                warn!(
+                    client = self.id,
+                    stream_id, "media on a stream that is not publishing (ignored)"
+                );
             }
             return;
         };
         if published.publisher.is_replaced() {
             if let Some(published) = self.published.remove(&stream_id) {
                 self.log_unpublish(&published.name, "taken over by a new publisher");
-                self.session
-                    .unpublish_succeeded(stream_id, &published.name);
+                self.session.unpublish_succeeded(stream_id, &published.name);
             }
             return;
         }
@@ -552,7 +546,10 @@ impl Connection {
 
     fn on_data(&mut self, stream_id: u32, timestamp: u32, values: Vec<AmfValue>) {
         let Some(published) = self.published.get(&stream_id) else {
-            debug!(client = self.id, stream_id, "data on a stream that is not publishing (ignored)");
+            debug!(
+                client = self.id,
+                stream_id, "data on a stream that is not publishing (ignored)"
+            );
             return;
         };
         let handler = values.first().and_then(AmfValue::as_str).unwrap_or("");
@@ -567,7 +564,10 @@ impl Connection {
                     .set_metadata(Bytes::from(encode_amf0_values(&values)));
             }
             "@setDataFrame" | "@clearDataFrame" | "" => {
-                debug!(client = self.id, handler, "data message without content (ignored)");
+                debug!(
+                    client = self.id,
+                    handler, "data message without content (ignored)"
+                );
             }
             _ => published.publisher.send(MediaFrame::data(
                 timestamp,

@@ -144,10 +144,7 @@ pub async fn run(
 }
 
 /// Waits for a command or an event of any played stream.
-async fn next_input(
-    commands: &mut mpsc::Receiver<WriterCommand>,
-    players: &mut [Player],
-) -> Input {
+async fn next_input(commands: &mut mpsc::Receiver<WriterCommand>, players: &mut [Player]) -> Input {
     // The receive futures must live for the whole wait: each registers for a wake-up.
     type EventFuture<'a> = Pin<Box<dyn Future<Output = (usize, SubscriptionEvent)> + Send + 'a>>;
     let mut events: Vec<EventFuture<'_>> = players
@@ -289,20 +286,24 @@ async fn write_all(
     while !batch.is_empty() {
         let segments = batch.segments();
         // IOV_MAX is 1024 on Linux.
-        let slices: Vec<IoSlice<'_>> = segments.iter().take(1024).map(|s| IoSlice::new(s)).collect();
-        let written = match tokio::time::timeout(stall_timeout, socket.write_vectored(&slices)).await
-        {
-            Ok(result) => result?,
-            Err(_) => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!(
-                        "client read nothing for {} s (write_stall_timeout_secs)",
-                        stall_timeout.as_secs()
-                    ),
-                ))
-            }
-        };
+        let slices: Vec<IoSlice<'_>> = segments
+            .iter()
+            .take(1024)
+            .map(|s| IoSlice::new(s))
+            .collect();
+        let written =
+            match tokio::time::timeout(stall_timeout, socket.write_vectored(&slices)).await {
+                Ok(result) => result?,
+                Err(_) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!(
+                            "client read nothing for {} s (write_stall_timeout_secs)",
+                            stall_timeout.as_secs()
+                        ),
+                    ))
+                }
+            };
         if written == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }

@@ -1,0 +1,286 @@
+//! The media core end to end: ffmpeg publishes, ffprobe / ffmpeg / the project's client play,
+//! against a real `ascend` process on a free loopback port.
+
+mod support;
+
+use ascend_client::{ClientError, RtmpClient, RtmpUrl};
+use ascend_rtmp::ClientEvent;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use support::*;
+
+const LIVE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// ffprobe's view of a stream: (codec_type, codec_name, width, height) per stream.
+fn probe(url: &str) -> Vec<(String, String, u64, u64)> {
+    let (ok, out, err) = run_bounded(
+        Command::new("ffprobe").args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_type,codec_name,width,height",
+            "-of",
+            "json",
+            url,
+        ]),
+        Duration::from_secs(30),
+    );
+    assert!(ok, "ffprobe failed: {err}");
+    let json: serde_json::Value = serde_json::from_str(&out).expect("ffprobe json");
+    json["streams"]
+        .as_array()
+        .expect("streams")
+        .iter()
+        .map(|s| {
+            (
+                s["codec_type"].as_str().unwrap_or("").to_string(),
+                s["codec_name"].as_str().unwrap_or("").to_string(),
+                s["width"].as_u64().unwrap_or(0),
+                s["height"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+/// Decodes `seconds` of `url` with ffmpeg; returns (frames decoded, stderr at level error).
+fn decode(url: &str, seconds: u32) -> (u64, String) {
+    let (ok, out, err) = run_bounded(
+        Command::new("ffmpeg").args([
+            "-hide_banner",
+            "-v",
+            "error",
+            "-i",
+            url,
+            "-t",
+            &seconds.to_string(),
+            "-f",
+            "null",
+            "-",
+            "-progress",
+            "pipe:1",
+        ]),
+        Duration::from_secs(30),
+    );
+    assert!(ok, "ffmpeg player failed: {err}");
+    let frames = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("frame="))
+        .filter_map(|n| n.trim().parse().ok())
+        .max()
+        .unwrap_or(0);
+    (frames, err)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ffmpeg_stream_is_probed_as_h264_and_aac_and_two_players_decode_it() {
+    require_ffmpeg();
+    let mut server = TestServer::start(&["livestreams"], "");
+    let url = server.url("livestreams/probe");
+    let _publisher = FfmpegPublisher::start(&url, "320x240", 25, 40);
+    wait_until_live(&url, LIVE_TIMEOUT).await;
+
+    let streams = probe(&url);
+    assert!(
+        streams.contains(&("video".into(), "h264".into(), 320, 240)),
+        "streams: {streams:?}"
+    );
+    assert!(
+        streams.iter().any(|s| s.0 == "audio" && s.1 == "aac"),
+        "streams: {streams:?}"
+    );
+
+    // Two players at once, each decoding 3 s without a single decoder error.
+    let players: Vec<_> = (0..2)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || decode(&url, 3))
+        })
+        .collect();
+    for player in players {
+        let (frames, errors) = player.join().expect("player thread");
+        assert!(frames >= 50, "only {frames} frames decoded in 3 s");
+        assert!(errors.trim().is_empty(), "decoder errors: {errors}");
+    }
+    server.wait_for_log("play", Duration::from_secs(1));
+    server.assert_healthy();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_player_gets_headers_then_a_keyframe_at_once() {
+    require_ffmpeg();
+    let mut server = TestServer::start(&["livestreams"], "");
+    let url = server.url("livestreams/late");
+    let publish_started = Instant::now();
+    // A keyframe every 2 s (50 frames at 25 fps): without the cached group a late player
+    // would wait up to 2 s for the next one.
+    let _publisher = FfmpegPublisher::start(&url, "320x240", 50, 40);
+    wait_until_live(&url, LIVE_TIMEOUT).await;
+    let since_publish = publish_started.elapsed();
+    if since_publish < Duration::from_secs(3) {
+        tokio::time::sleep(Duration::from_secs(3) - since_publish).await;
+    }
+
+    let (app, stream) = RtmpUrl::parse_stream_url(&url).expect("url");
+    let mut player = RtmpClient::connect(&app, vec![]).await.expect("connect");
+    let stream_id = player.create_stream().await.expect("createStream");
+    let play_requested = Instant::now();
+    player.session().play(stream_id, &stream, -2.0);
+    player.flush().await.expect("play sent");
+    let mut saw_sequence_header = false;
+    let (first_frame_type, waited) = loop {
+        match player.next_event().await.expect("event") {
+            ClientEvent::Video { payload, .. } if is_avc_sequence_header(&payload) => {
+                saw_sequence_header = true;
+            }
+            ClientEvent::Video { payload, .. } => {
+                break (video_frame_type(&payload), play_requested.elapsed())
+            }
+            _ => {}
+        }
+        assert!(
+            play_requested.elapsed() < Duration::from_secs(10),
+            "no video"
+        );
+    };
+    assert!(
+        saw_sequence_header,
+        "no AVC sequence header before the first frame"
+    );
+    assert_eq!(first_frame_type, 1, "first video frame is not a keyframe");
+    assert!(
+        waited < Duration::from_millis(500),
+        "first video frame came {waited:?} after play"
+    );
+    server.assert_healthy();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_of_one_application_keep_separate_streams() {
+    require_ffmpeg();
+    let mut server = TestServer::start(&["livestreams"], "");
+    let url_a = server.url("livestreams/instanceA/cam");
+    let url_b = server.url("livestreams/instanceB/cam");
+    let _a = FfmpegPublisher::start(&url_a, "320x240", 25, 40);
+    let _b = FfmpegPublisher::start(&url_b, "640x360", 25, 40);
+    wait_until_live(&url_a, LIVE_TIMEOUT).await;
+    wait_until_live(&url_b, LIVE_TIMEOUT).await;
+    let video = |streams: Vec<(String, String, u64, u64)>| {
+        streams
+            .into_iter()
+            .find(|s| s.0 == "video")
+            .map(|s| (s.2, s.3))
+    };
+    assert_eq!(video(probe(&url_a)), Some((320, 240)));
+    assert_eq!(video(probe(&url_b)), Some((640, 360)));
+    // The same name in the default instance is not live at all.
+    let mut client = connect(&server, "livestreams").await.expect("connect");
+    let id = client
+        .play("cam")
+        .await
+        .expect("play waits for a publisher");
+    let got_media = tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            if let ClientEvent::Video { stream_id, .. } = client.next_event().await.expect("event")
+            {
+                if stream_id == id {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    assert!(
+        got_media.is_err(),
+        "_definst_/cam played another instance's stream"
+    );
+    server.assert_healthy();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_publisher_gets_bad_name_and_players_get_unpublish_notify() {
+    require_ffmpeg();
+    let mut server = TestServer::start(&["livestreams"], "");
+    let url = server.url("livestreams/news");
+    let publisher = FfmpegPublisher::start(&url, "320x240", 25, 8);
+    wait_until_live(&url, LIVE_TIMEOUT).await;
+
+    let mut players = Vec::new();
+    for _ in 0..2 {
+        let mut player = connect(&server, "livestreams").await.expect("connect");
+        player.play("news").await.expect("play");
+        players.push(player);
+    }
+
+    let mut intruder = connect(&server, "livestreams").await.expect("connect");
+    match intruder.publish("news").await {
+        Err(ClientError::Refused(info)) => {
+            assert_eq!(code_of(&info), "NetStream.Publish.BadName")
+        }
+        other => panic!("second publisher was not refused: {:?}", other.map(|_| ())),
+    }
+    server.wait_for_log(
+        "publish refused: already publishing",
+        Duration::from_secs(2),
+    );
+
+    // The first publisher keeps streaming to the players.
+    let mut frames_after_refusal = 0;
+    let until = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < until {
+        if let Ok(Ok(ClientEvent::Video { .. })) =
+            tokio::time::timeout(Duration::from_millis(200), players[0].next_event()).await
+        {
+            frames_after_refusal += 1;
+        }
+    }
+    assert!(
+        frames_after_refusal >= 10,
+        "only {frames_after_refusal} frames after the refusal"
+    );
+
+    let (ok, err) = publisher.wait(Duration::from_secs(30));
+    assert!(ok, "ffmpeg publisher failed: {err}");
+    for player in &mut players {
+        let notified = tokio::time::timeout(Duration::from_secs(15), async {
+            loop {
+                if let ClientEvent::Status { info, .. } = player.next_event().await.expect("event")
+                {
+                    if code_of(&info) == "NetStream.Play.UnpublishNotify" {
+                        return;
+                    }
+                }
+            }
+        })
+        .await;
+        assert!(
+            notified.is_ok(),
+            "a player got no NetStream.Play.UnpublishNotify"
+        );
+    }
+    server.wait_for_log("unpublish", Duration::from_secs(2));
+    server.assert_healthy();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_application_is_refused_and_the_next_client_is_served() {
+    let mut server = TestServer::start(&["livestreams"], "");
+    match connect(&server, "nosuchapp").await {
+        Err(ClientError::ConnectRefused(info)) => {
+            assert_eq!(code_of(&info), "NetConnection.Connect.InvalidApp");
+            assert_eq!(info.get_str("level"), Some("error"));
+        }
+        other => panic!("unknown app accepted: {:?}", other.map(|_| ())),
+    }
+    server.wait_for_log("no such application", Duration::from_secs(2));
+    let mut client = connect(&server, "livestreams")
+        .await
+        .expect("next client served");
+    let stream_id = client.publish("after").await.expect("publish works");
+    assert!(stream_id > 0);
+    // A folder created while running is an application at once.
+    std::fs::create_dir_all(path_in(&server, "applications/newapp")).expect("mkdir");
+    connect(&server, "newapp")
+        .await
+        .expect("new app folder picked up");
+    server.assert_healthy();
+}
