@@ -257,49 +257,46 @@ impl ClientSession {
 
     /// The next event, `Ok(None)` when more bytes are needed. An error ends the connection.
     pub fn next_event(&mut self) -> Result<Option<ClientEvent>, ProtocolError> {
-        loop {
-            let Some(incoming) = self.core.next_incoming()? else {
-                return Ok(None);
-            };
-            if let Some(_size) = self.core.peer_bandwidth.take() {
-                self.core.send(build::window_ack_size(self.window_ack_size));
-            }
-            let stream_id = incoming.stream_id;
-            let message = match incoming.message {
-                Ok(message) => message,
-                Err(error) => {
-                    return Ok(Some(ClientEvent::Ignored {
-                        reason: error.to_string(),
-                    }))
-                }
-            };
-            let event = match message {
-                Message::Command(command) => self.command_event(stream_id, command),
-                Message::Audio(payload) => ClientEvent::Audio {
-                    stream_id,
-                    timestamp: incoming.timestamp,
-                    payload,
-                },
-                Message::Video(payload) => ClientEvent::Video {
-                    stream_id,
-                    timestamp: incoming.timestamp,
-                    payload,
-                },
-                Message::Data(values) => ClientEvent::Data {
-                    stream_id,
-                    timestamp: incoming.timestamp,
-                    values,
-                },
-                Message::UserControl(event) => ClientEvent::UserControl(event),
-                other => ClientEvent::Ignored {
-                    reason: format!("unexpected message {other:?}")
-                        .chars()
-                        .take(80)
-                        .collect(),
-                },
-            };
-            return Ok(Some(event));
+        let Some(incoming) = self.core.next_incoming()? else {
+            return Ok(None);
+        };
+        if self.core.peer_bandwidth.take().is_some() {
+            self.core.send(build::window_ack_size(self.window_ack_size));
         }
+        let stream_id = incoming.stream_id;
+        let message = match incoming.message {
+            Ok(message) => message,
+            Err(error) => {
+                return Ok(Some(ClientEvent::Ignored {
+                    reason: error.to_string(),
+                }))
+            }
+        };
+        Ok(Some(match message {
+            Message::Command(command) => self.command_event(stream_id, command),
+            Message::Audio(payload) => ClientEvent::Audio {
+                stream_id,
+                timestamp: incoming.timestamp,
+                payload,
+            },
+            Message::Video(payload) => ClientEvent::Video {
+                stream_id,
+                timestamp: incoming.timestamp,
+                payload,
+            },
+            Message::Data(values) => ClientEvent::Data {
+                stream_id,
+                timestamp: incoming.timestamp,
+                values,
+            },
+            Message::UserControl(event) => ClientEvent::UserControl(event),
+            other => ClientEvent::Ignored {
+                reason: format!("unexpected message {other:?}")
+                    .chars()
+                    .take(80)
+                    .collect(),
+            },
+        }))
     }
 
     fn command_event(&mut self, stream_id: u32, command: Command) -> ClientEvent {
