@@ -1,10 +1,10 @@
 //! RTMP chunking: reassembling messages from chunks and cutting messages into chunks.
 //!
 //! Written here rather than taken from `rml_rtmp::chunk_io` for two reasons found in its source
-//! (0.8.0): its deserializer keeps one partial message for the whole connection, so a message on
-//! one chunk stream interleaved with another (as Flash Player sends) is corrupted, and a crafted
-//! header sequence makes it subtract below zero and then reserve an impossible capacity (a remote
-//! abort); and its serializer copies every payload into a fresh `Vec` per message, which would
+//! (0.8.0): its deserializer keeps one partial message for the whole connection, so a message
+//! interleaved on a second chunk stream (as Flash Player sends) makes it subtract below zero and
+//! then reserve an impossible capacity, a panic any peer can trigger (reproduced); and its
+//! serializer copies every payload into a fresh `Vec` per message, which would
 //! copy each video frame once per subscriber. [`ChunkDecoder`] keeps one partial message per chunk
 //! stream under explicit [`ChunkLimits`]; [`ChunkEncoder`] writes only chunk headers and refers to
 //! the shared payload, so a frame goes to the socket as header + `Bytes` in one vectored write.
