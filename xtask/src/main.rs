@@ -1,2 +1,49 @@
-//! xtask
-fn main() {}
+//! The project's own automation, run as `cargo xtask <task>`:
+//!
+//! - `ci`: what CI runs (ffmpeg present, fmt check, clippy with warnings denied, build, tests);
+//! - `bench`: Ascend against nginx-rtmp on loopback, with a table, JSON and an SVG plot in
+//!   `target/bench/`.
+//!
+//! `bench-load` and `bench-setup` are the benchmark's load client, which `bench` runs as a
+//! separate optimised process.
+
+mod bench;
+mod ci;
+mod load;
+mod procfs;
+mod report;
+mod tools;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+/// Ascend's automation.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", about = "Ascend's automation: ci, bench")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// The whole check CI runs: ffmpeg, fmt, clippy, build, tests.
+    Ci,
+    /// Benchmark Ascend against nginx-rtmp on loopback.
+    Bench(bench::BenchArgs),
+    /// (internal) The load client: N players for a window, JSON on stdout.
+    #[command(hide = true)]
+    BenchLoad(load::LoadArgs),
+    /// (internal) Connection setups at a concurrency, JSON on stdout.
+    #[command(hide = true)]
+    BenchSetup(load::SetupArgs),
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().task {
+        Task::Ci => ci::ci(),
+        Task::Bench(args) => bench::bench(args),
+        Task::BenchLoad(args) => load::bench_load(args),
+        Task::BenchSetup(args) => load::bench_setup(args),
+    }
+}

@@ -173,10 +173,45 @@ pub enum AmfError {
     BadReference,
 }
 
-/// Decodes AMF0 values one after another (an RTMP command or data message body).
-pub struct Amf0Reader<'a> {
+/// A read position in a message body; every read checks the bytes are there.
+#[derive(Clone, Copy)]
+struct Cursor<'a> {
     bytes: &'a [u8],
     position: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, count: usize) -> Result<&'a [u8], AmfError> {
+        let end = self
+            .position
+            .checked_add(count)
+            .ok_or(AmfError::Truncated)?;
+        let slice = self
+            .bytes
+            .get(self.position..end)
+            .ok_or(AmfError::Truncated)?;
+        self.position = end;
+        Ok(slice)
+    }
+
+    fn u8(&mut self) -> Result<u8, AmfError> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn f64(&mut self) -> Result<f64, AmfError> {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(self.take(8)?);
+        Ok(f64::from_be_bytes(a))
+    }
+
+    fn remaining(&self) -> usize {
+        self.bytes.len().saturating_sub(self.position)
+    }
+}
+
+/// Decodes AMF0 values one after another (an RTMP command or data message body).
+pub struct Amf0Reader<'a> {
+    cursor: Cursor<'a>,
     values_decoded: usize,
 }
 
@@ -184,15 +219,14 @@ impl<'a> Amf0Reader<'a> {
     /// A reader over `bytes`.
     pub fn new(bytes: &'a [u8]) -> Self {
         Amf0Reader {
-            bytes,
-            position: 0,
+            cursor: Cursor { bytes, position: 0 },
             values_decoded: 0,
         }
     }
 
     /// True when every byte was consumed.
     pub fn is_empty(&self) -> bool {
-        self.position >= self.bytes.len()
+        self.cursor.remaining() == 0
     }
 
     /// Decodes the next value, `Ok(None)` at the end of the bytes.
@@ -213,20 +247,11 @@ impl<'a> Amf0Reader<'a> {
     }
 
     fn take(&mut self, count: usize) -> Result<&'a [u8], AmfError> {
-        let end = self
-            .position
-            .checked_add(count)
-            .ok_or(AmfError::Truncated)?;
-        let slice = self
-            .bytes
-            .get(self.position..end)
-            .ok_or(AmfError::Truncated)?;
-        self.position = end;
-        Ok(slice)
+        self.cursor.take(count)
     }
 
     fn u8(&mut self) -> Result<u8, AmfError> {
-        Ok(self.take(1)?[0])
+        self.cursor.u8()
     }
 
     fn u16(&mut self) -> Result<u16, AmfError> {
@@ -240,10 +265,7 @@ impl<'a> Amf0Reader<'a> {
     }
 
     fn f64(&mut self) -> Result<f64, AmfError> {
-        let b = self.take(8)?;
-        let mut a = [0u8; 8];
-        a.copy_from_slice(b);
-        Ok(f64::from_be_bytes(a))
+        self.cursor.f64()
     }
 
     fn utf8(&mut self, len: usize) -> Result<String, AmfError> {
@@ -275,8 +297,8 @@ impl<'a> Amf0Reader<'a> {
                 if self.is_empty() {
                     return Ok(pairs);
                 }
-                if self.bytes[self.position] == 0x09 {
-                    self.position += 1;
+                if self.cursor.bytes.get(self.cursor.position) == Some(&0x09) {
+                    self.cursor.position += 1;
                     return Ok(pairs);
                 }
             }
@@ -311,7 +333,7 @@ impl<'a> Amf0Reader<'a> {
             0x0A => {
                 let count = self.u32()? as usize;
                 // Each element takes at least one byte: a count beyond the bytes left is a lie.
-                if count > self.bytes.len() - self.position {
+                if count > self.cursor.remaining() {
                     return Err(AmfError::Truncated);
                 }
                 let mut items = Vec::with_capacity(count);
@@ -345,15 +367,14 @@ impl<'a> Amf0Reader<'a> {
             }
             0x11 => {
                 let mut amf3 = Amf3Reader {
-                    bytes: self.bytes,
-                    position: self.position,
+                    cursor: self.cursor,
                     values_decoded: self.values_decoded,
                     strings: Vec::new(),
                     objects: Vec::new(),
                     traits: Vec::new(),
                 };
                 let value = amf3.read_value(depth + 1)?;
-                self.position = amf3.position;
+                self.cursor = amf3.cursor;
                 self.values_decoded = amf3.values_decoded;
                 value
             }
@@ -375,8 +396,7 @@ struct Amf3Traits {
 
 /// AMF3 decoding, entered through the AVM+ marker of AMF0.
 struct Amf3Reader<'a> {
-    bytes: &'a [u8],
-    position: usize,
+    cursor: Cursor<'a>,
     values_decoded: usize,
     strings: Vec<String>,
     /// Complex values already decoded, for references. A reference costs its full size
@@ -385,26 +405,17 @@ struct Amf3Reader<'a> {
     traits: Vec<std::rc::Rc<Amf3Traits>>,
 }
 
-impl Amf3Reader<'_> {
-    fn take(&mut self, count: usize) -> Result<&[u8], AmfError> {
-        let end = self
-            .position
-            .checked_add(count)
-            .ok_or(AmfError::Truncated)?;
-        let slice = self
-            .bytes
-            .get(self.position..end)
-            .ok_or(AmfError::Truncated)?;
-        self.position = end;
-        Ok(slice)
+impl<'a> Amf3Reader<'a> {
+    fn take(&mut self, count: usize) -> Result<&'a [u8], AmfError> {
+        self.cursor.take(count)
     }
 
     fn u8(&mut self) -> Result<u8, AmfError> {
-        Ok(self.take(1)?[0])
+        self.cursor.u8()
     }
 
     fn remaining(&self) -> usize {
-        self.bytes.len().saturating_sub(self.position)
+        self.cursor.remaining()
     }
 
     fn u29(&mut self) -> Result<u32, AmfError> {
@@ -423,10 +434,7 @@ impl Amf3Reader<'_> {
     }
 
     fn f64(&mut self) -> Result<f64, AmfError> {
-        let b = self.take(8)?;
-        let mut a = [0u8; 8];
-        a.copy_from_slice(b);
-        Ok(f64::from_be_bytes(a))
+        self.cursor.f64()
     }
 
     fn count(&mut self, n: usize) -> Result<(), AmfError> {
