@@ -284,3 +284,80 @@ async fn unknown_application_is_refused_and_the_next_client_is_served() {
         .expect("new app folder picked up");
     server.assert_healthy();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_player_gets_publish_notify_then_the_stream() {
+    let mut server = TestServer::start(&["livestreams"], "");
+    let mut player = connect(&server, "livestreams").await.expect("connect");
+    player
+        .play("later")
+        .await
+        .expect("play before the publisher");
+    let app_url = server.url("livestreams");
+    let publisher = tokio::spawn(async move {
+        publish_numbered_frames(&app_url, "later", 50, 500, 5, Duration::from_millis(20)).await
+    });
+    let mut codes = Vec::new();
+    let mut frames = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match player.next_event().await.expect("event") {
+                ClientEvent::Status { info, .. } => {
+                    codes.push(code_of(&info));
+                    if codes.last().map(String::as_str) == Some("NetStream.Play.UnpublishNotify") {
+                        return;
+                    }
+                }
+                ClientEvent::Video { payload, .. } => {
+                    if let Some(n) = frame_sequence(&payload) {
+                        if frames.is_empty() {
+                            codes.push("first frame".into());
+                        }
+                        frames.push(n);
+                    }
+                }
+                _ => {}
+            }
+        }
+    })
+    .await;
+    let sent = publisher.await.expect("publisher");
+    assert_eq!(
+        codes,
+        vec![
+            // Play.Reset came before Play.Start (which `play` consumed); then the publisher.
+            "NetStream.Play.Reset",
+            "NetStream.Play.PublishNotify",
+            "first frame",
+            "NetStream.Play.UnpublishNotify"
+        ]
+    );
+    assert_eq!(frames.len() as u32, sent);
+    server.assert_healthy();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_publisher_is_taken_over_after_the_publish_timeout() {
+    let mut server = TestServer::start(
+        &["livestreams"],
+        "[hub]\npublisher_takeover_after_ms = 1000\n",
+    );
+    let mut first = connect(&server, "livestreams").await.expect("connect");
+    first.publish("cam").await.expect("first publish");
+    // While the first publisher is fresh, a second is refused...
+    let mut second = connect(&server, "livestreams").await.expect("connect");
+    match second.publish("cam").await {
+        Err(ClientError::Refused(info)) => assert_eq!(code_of(&info), "NetStream.Publish.BadName"),
+        other => panic!("fresh publisher was taken over: {:?}", other.map(|_| ())),
+    }
+    // ...but once it has been silent longer than the timeout (its connection hung), a new
+    // publisher takes the name over.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut third = connect(&server, "livestreams").await.expect("connect");
+    third
+        .publish("cam")
+        .await
+        .expect("takeover of a silent publisher");
+    server.assert_healthy();
+    drop(first);
+}

@@ -318,7 +318,11 @@ pub fn path_in(server: &TestServer, rel: &str) -> PathBuf {
 /// frame, `size` bytes. Sequence numbers let a player check it lost nothing.
 pub fn numbered_video_frame(sequence: u32, gop: u32, size: usize) -> bytes::Bytes {
     let mut payload = vec![0u8; size.max(9)];
-    payload[0] = if sequence.is_multiple_of(gop) { 0x17 } else { 0x27 };
+    payload[0] = if sequence.is_multiple_of(gop) {
+        0x17
+    } else {
+        0x27
+    };
     payload[1] = 1; // AVC NALU
     payload[5..9].copy_from_slice(&sequence.to_be_bytes());
     bytes::Bytes::from(payload)
