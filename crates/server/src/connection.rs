@@ -42,6 +42,9 @@ pub enum ConnectionError {
     Limit(String),
 }
 
+/// C0 + C1 + C2.
+const HANDSHAKE_BYTES_FROM_CLIENT: u64 = 1 + 2 * 1536;
+
 struct PublishedStream {
     name: String,
     publisher: Publisher,
@@ -151,7 +154,7 @@ async fn run(
             _ = connection.writer.closed() => break,
         }
     }
-    let bytes_in = connection.session.bytes_received() + 3073;
+    let bytes_in = connection.session.bytes_received() + HANDSHAKE_BYTES_FROM_CLIENT;
     connection.finish();
     drop(connection);
     // The writer sends what is queued (a rejection, say) and closes; bounded by its stall timeout.
