@@ -1,0 +1,304 @@
+//! The Server-Side ActionScript host: each application instance runs its `main.asc` in its own
+//! Boa context, on its own thread, with the FMS application model (`application`, `Client`,
+//! `Stream`, `trace`, `load`, `setInterval`...).
+//!
+//! This crate knows neither sockets nor media frames. The server sends [`ScriptEvent`]s (a client
+//! connects, calls a method, publishes...) and receives [`ScriptCommand`]s (accept, reject, call
+//! a client, answer a call...), all owned data over channels, because a Boa `Context` cannot
+//! leave its thread. Native objects are handles: a `Client` in the script holds its client id;
+//! its methods turn into commands.
+//!
+//! - [`runtime`]: the instance thread: context set-up, native functions, event dispatch, timers,
+//!   reload.
+//! - [`convert`]: AMF values to JavaScript values and back.
+//! - [`log`]: the per-instance `application.NN.log` file (FMS layout), rotated by size.
+//! - `prelude.js`: the FMS object model in JavaScript, run before the application's script.
+
+pub mod convert;
+pub mod log;
+pub mod runtime;
+
+use ascend_rtmp::AmfValue;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The application's script: `main.asc`, `APP.asc` or `main.js`, if there is one.
+pub fn find_script(app_dir: &Path, app_name: &str) -> Option<PathBuf> {
+    let candidates = [
+        app_dir.join("main.asc"),
+        app_dir.join(format!("{app_name}.asc")),
+        app_dir.join("main.js"),
+    ];
+    candidates.into_iter().find(|p| p.is_file())
+}
+
+/// Limits that stop a runaway script.
+#[derive(Debug, Clone)]
+pub struct ScriptLimits {
+    /// Loop iterations one function call may run (Boa counts per call frame).
+    pub loop_iteration_limit: u64,
+    /// Deepest JavaScript call recursion.
+    pub recursion_limit: usize,
+    /// A handler still running after this long gets its instance restarted by the watchdog.
+    pub handler_timeout: Duration,
+}
+
+impl Default for ScriptLimits {
+    fn default() -> Self {
+        ScriptLimits {
+            loop_iteration_limit: 20_000_000,
+            recursion_limit: 400,
+            handler_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What an instance's script needs to start.
+#[derive(Debug, Clone)]
+pub struct ScriptConfig {
+    /// Application name.
+    pub app: String,
+    /// Instance name.
+    pub instance: String,
+    /// The application folder (scripts and `load()` paths are relative to it).
+    pub app_dir: PathBuf,
+    /// Where the instance log goes: `LOGS/_defaultVHost_/APP/INSTANCE/`.
+    pub log_dir: PathBuf,
+    /// Log file size that triggers rotation.
+    pub log_rotate_bytes: u64,
+    /// `application.config`, as JSON.
+    pub app_config: serde_json::Value,
+    /// `application.server`.
+    pub server: String,
+    /// `application.hostname`.
+    pub hostname: String,
+    /// Runaway-script limits.
+    pub limits: ScriptLimits,
+}
+
+impl ScriptConfig {
+    /// `APP/INSTANCE`.
+    pub fn full_name(&self) -> String {
+        format!("{}/{}", self.app, self.instance)
+    }
+}
+
+/// What the script knows of a client.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientInfo {
+    /// Client id.
+    pub id: u64,
+    /// Remote address.
+    pub ip: String,
+    /// `flashVer`.
+    pub agent: String,
+    /// `swfUrl`.
+    pub referrer: String,
+    /// `pageUrl`.
+    pub page_url: String,
+    /// `tcUrl`.
+    pub uri: String,
+    /// `rtmp`.
+    pub protocol: String,
+}
+
+/// A connected client carried over into a new context (reload, restart).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RestoredClient {
+    /// Who.
+    pub info: ClientInfo,
+    /// `client.readAccess`.
+    pub read_access: String,
+    /// `client.writeAccess`.
+    pub write_access: String,
+}
+
+/// A live stream carried over into a new context: it gets `onPublish` again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RestoredStream {
+    /// The publishing client.
+    pub client_id: u64,
+    /// Stream name.
+    pub name: String,
+    /// publishQueryString.
+    pub query: String,
+}
+
+/// What happened, for the script.
+#[derive(Debug, Clone)]
+pub enum ScriptEvent {
+    /// A client connects: `onConnect(client, ...args)`.
+    Connect {
+        /// Who.
+        client: ClientInfo,
+        /// The connect arguments.
+        args: Vec<AmfValue>,
+    },
+    /// A client left: `onDisconnect(client)`.
+    Disconnect {
+        /// Client id.
+        client_id: u64,
+    },
+    /// A client published a stream: `onPublish(client, stream)`.
+    Publish {
+        /// Client id.
+        client_id: u64,
+        /// Stream name.
+        name: String,
+        /// publishQueryString.
+        query: String,
+    },
+    /// A stream ended: `onUnpublish(client, stream)`.
+    Unpublish {
+        /// Client id.
+        client_id: u64,
+        /// Stream name.
+        name: String,
+    },
+    /// A client called a method (`nc.call`); answer with [`ScriptCommand::CallResult`] unless
+    /// `transaction_id` is 0.
+    Call {
+        /// Client id.
+        client_id: u64,
+        /// The client's transaction id.
+        transaction_id: f64,
+        /// Method name or `obj/method` path.
+        method: String,
+        /// Arguments.
+        args: Vec<AmfValue>,
+    },
+    /// A client answered a `client.call` that had a responder.
+    CallResponse {
+        /// The id given in [`ScriptCommand::CallClient`].
+        call_id: u64,
+        /// `_result` (true) or `_error`.
+        success: bool,
+        /// The answer's values.
+        values: Vec<AmfValue>,
+    },
+    /// The script files changed: load them into a new context (kept only if they load).
+    Reload,
+    /// Unload request (`onAppStop(info)`); answered with [`ScriptCommand::StopAnswered`].
+    Stop {
+        /// The info code (`Application.Shutdown`, `Application.GC`).
+        code: String,
+    },
+}
+
+/// What the script decided.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ScriptCommand {
+    /// Accept a pending connect.
+    Accept {
+        /// Client id.
+        client_id: u64,
+    },
+    /// Reject a pending connect with NetConnection.Connect.Rejected carrying `application`.
+    Reject {
+        /// Client id.
+        client_id: u64,
+        /// The script's error object (`null` when none).
+        application: AmfValue,
+    },
+    /// Answer a client's call: `Ok(value)` → `_result`, `Err(description)` → `_error`.
+    CallResult {
+        /// Client id.
+        client_id: u64,
+        /// The client's transaction id.
+        transaction_id: f64,
+        /// The answer.
+        result: Result<AmfValue, String>,
+    },
+    /// Invoke a method on the client (`client.call`); `call_id` 0 wants no answer.
+    CallClient {
+        /// Client id.
+        client_id: u64,
+        /// Method name.
+        method: String,
+        /// Arguments.
+        args: Vec<AmfValue>,
+        /// Id to quote in [`ScriptEvent::CallResponse`].
+        call_id: u64,
+    },
+    /// Ping the client.
+    Ping {
+        /// Client id.
+        client_id: u64,
+    },
+    /// Close the client's connection (`application.disconnect`).
+    Disconnect {
+        /// Client id.
+        client_id: u64,
+    },
+    /// The client's access lists changed.
+    SetAccess {
+        /// Client id.
+        client_id: u64,
+        /// `readAccess`.
+        read: String,
+        /// `writeAccess`.
+        write: String,
+    },
+    /// The answer to [`ScriptEvent::Stop`]: unload (true) or stay (onAppStop returned false).
+    StopAnswered {
+        /// Unload now.
+        unload: bool,
+    },
+    /// `application.shutdown()`: disconnect everyone and unload.
+    Shutdown,
+}
+
+/// A running instance script, seen from the server: send events, watch for hangs.
+pub struct ScriptInstance {
+    events: std::sync::mpsc::Sender<ScriptEvent>,
+    busy_since: Arc<AtomicU64>,
+    epoch: Instant,
+}
+
+impl ScriptInstance {
+    /// Starts the instance thread: prelude, script (with `restore`d clients and streams, if
+    /// any), `onAppStart`, then events until the last sender is dropped or the script unloads.
+    pub fn start(
+        config: ScriptConfig,
+        commands: tokio::sync::mpsc::Sender<ScriptCommand>,
+        restore: Option<(Vec<RestoredClient>, Vec<RestoredStream>)>,
+    ) -> std::io::Result<ScriptInstance> {
+        let (events, receiver) = std::sync::mpsc::channel();
+        let busy_since = Arc::new(AtomicU64::new(0));
+        let epoch = Instant::now();
+        let busy = runtime::BusyClock {
+            since: busy_since.clone(),
+            epoch,
+        };
+        std::thread::Builder::new()
+            .name(format!("script {}", config.full_name()))
+            .stack_size(32 * 1024 * 1024)
+            .spawn(move || runtime::run(config, receiver, commands, busy, restore))?;
+        Ok(ScriptInstance {
+            events,
+            busy_since,
+            epoch,
+        })
+    }
+
+    /// Queues an event; false when the instance thread has ended.
+    pub fn send(&self, event: ScriptEvent) -> bool {
+        self.events.send(event).is_ok()
+    }
+
+    /// How long the current handler has been running, if one is.
+    pub fn busy_for(&self) -> Option<Duration> {
+        match self.busy_since.load(Ordering::Relaxed) {
+            0 => None,
+            since_ms => {
+                let now_ms = self.epoch.elapsed().as_millis() as u64;
+                Some(Duration::from_millis(now_ms.saturating_sub(since_ms)))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

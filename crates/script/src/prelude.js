@@ -1,0 +1,273 @@
+// The FMS application model, in JavaScript, run in every instance's context before main.asc.
+//
+// Native functions live on the hidden `__ascend` object (see runtime.rs); the objects scripts
+// see (application, Client, Stream, trace, load, setInterval...) are plain JavaScript built
+// here, holding ids, the way FMS scripts expect them: writable, extensible, prototype-patchable.
+// The `__ascend_*` functions below are the entry points the host calls for each event.
+
+var __ascend_clients = {};
+var __ascend_timers = {};
+var __ascend_responders = {};
+var __ascend_nextCallId = 1;
+var __ascend_classes = {};
+var __ascend_streams = {};
+
+function __ascend_hide(object, name, value) {
+    Object.defineProperty(object, name, { value: value, writable: true, enumerable: false, configurable: true });
+}
+
+function trace() {
+    var parts = [];
+    for (var i = 0; i < arguments.length; i++) parts.push(String(arguments[i]));
+    __ascend.trace(parts.join(" "));
+}
+
+function load(path) {
+    __ascend.load(String(path));
+}
+
+function __ascend_timer(args, repeat) {
+    var fn = args[0], self = null, ms, rest;
+    if (fn !== null && typeof fn == "object" && typeof args[1] == "string") {
+        // setInterval(object, "methodName", ms, ...args)
+        self = fn;
+        var method = args[1];
+        fn = function () { return self[method].apply(self, arguments); };
+        ms = args[2];
+        rest = Array.prototype.slice.call(args, 3);
+    } else {
+        if (typeof fn == "string") {
+            var code = fn;
+            fn = function () { return (0, eval)(code); };
+        }
+        ms = args[1];
+        rest = Array.prototype.slice.call(args, 2);
+    }
+    if (typeof fn != "function") throw new TypeError("setInterval/setTimeout needs a function");
+    var id = __ascend.setTimer(Number(ms) || 0, repeat);
+    __ascend_timers[id] = { fn: fn, args: rest, repeat: repeat };
+    return id;
+}
+
+function setInterval() { return __ascend_timer(arguments, true); }
+function setTimeout() { return __ascend_timer(arguments, false); }
+function clearInterval(id) {
+    if (__ascend_timers[id]) {
+        delete __ascend_timers[id];
+        __ascend.clearTimer(Number(id));
+    }
+}
+var clearTimeout = clearInterval;
+
+function __ascend_fire(id) {
+    var timer = __ascend_timers[id];
+    if (!timer) return;
+    if (!timer.repeat) delete __ascend_timers[id];
+    timer.fn.apply(null, timer.args);
+}
+
+function Client() {}
+Client.prototype.call = function (method, responder) {
+    var args = Array.prototype.slice.call(arguments, 2);
+    var callId = 0;
+    if (responder) {
+        callId = __ascend_nextCallId++;
+        __ascend_responders[callId] = responder;
+    }
+    __ascend.callClient(this.__id, String(method), callId, args);
+    return true;
+};
+Client.prototype.ping = function () { return __ascend.pingClient(this.__id); };
+Client.prototype.getStats = function () { return __ascend.clientStats(this.__id); };
+Client.prototype.getBandwidthLimit = function (direction) {
+    return direction == 0 ? this.__bandwidthUp : this.__bandwidthDown;
+};
+Client.prototype.setBandwidthLimit = function (up, down) {
+    if (up > 0) this.__bandwidthUp = up;
+    if (down > 0) this.__bandwidthDown = down;
+};
+Object.defineProperty(Client.prototype, "readAccess", {
+    get: function () { return this.__readAccess; },
+    set: function (value) {
+        this.__readAccess = String(value);
+        __ascend.setAccess(this.__id, this.__readAccess, this.__writeAccess);
+    },
+    enumerable: true, configurable: true
+});
+Object.defineProperty(Client.prototype, "writeAccess", {
+    get: function () { return this.__writeAccess; },
+    set: function (value) {
+        this.__writeAccess = String(value);
+        __ascend.setAccess(this.__id, this.__readAccess, this.__writeAccess);
+    },
+    enumerable: true, configurable: true
+});
+
+// A live stream of this instance, as onPublish/onUnpublish receive it. Its methods (play,
+// record, send...) arrive with multipoint publishing.
+function Stream(name, query) {
+    this.name = name;
+    this.publishQueryString = query;
+}
+
+var application = {
+    name: __ascend_info.name,
+    server: __ascend_info.server,
+    hostname: __ascend_info.hostname,
+    config: __ascend_info.config,
+    allowDebug: false,
+    clients: [],
+    acceptConnection: function (client) {
+        if (!client || client.__decided) return false;
+        client.__decided = true;
+        application.clients.push(client);
+        __ascend.accept(client.__id);
+        return true;
+    },
+    rejectConnection: function (client, errorObject) {
+        if (!client || client.__decided) return false;
+        client.__decided = true;
+        __ascend.reject(client.__id, errorObject === undefined ? null : errorObject);
+        return true;
+    },
+    disconnect: function (client) {
+        if (!client) return false;
+        __ascend.disconnect(client.__id);
+        return true;
+    },
+    broadcastMsg: function (method) {
+        var args = Array.prototype.slice.call(arguments, 1);
+        for (var i = 0; i < application.clients.length; i++) {
+            __ascend.callClient(application.clients[i].__id, String(method), 0, args);
+        }
+        return true;
+    },
+    getStats: function () { return __ascend.appStats(); },
+    gc: function () { __ascend.gc(); return true; },
+    shutdown: function () { __ascend.shutdown(); return true; },
+    registerClass: function (name, constructor) {
+        __ascend_classes[name] = constructor;
+        if (constructor) __ascend_hide(constructor, "__ascendClassName", name);
+        return true;
+    }
+};
+
+function __ascend_makeClient(info) {
+    var client = new Client();
+    __ascend_hide(client, "__id", info.id);
+    __ascend_hide(client, "__decided", false);
+    __ascend_hide(client, "__readAccess", "/");
+    __ascend_hide(client, "__writeAccess", "/");
+    __ascend_hide(client, "__bandwidthUp", 2500000);
+    __ascend_hide(client, "__bandwidthDown", 2500000);
+    client.id = info.id;
+    client.ip = info.ip;
+    client.agent = info.agent;
+    client.referrer = info.referrer;
+    client.pageUrl = info.pageUrl;
+    client.uri = info.uri;
+    client.protocol = info.protocol;
+    client.protocolVersion = "RTMP";
+    client.secure = false;
+    __ascend_clients[info.id] = client;
+    return client;
+}
+
+// Connect: FMS semantics of onConnect's return value. true accepts, false rejects, anything
+// else leaves the client pending until acceptConnection / rejectConnection.
+function __ascend_connect(info, args) {
+    var client = __ascend_makeClient(info);
+    var result = true;
+    if (typeof application.onConnect == "function") {
+        try {
+            result = application.onConnect.apply(application, [client].concat(args));
+        } catch (e) {
+            if (!client.__decided) application.rejectConnection(client, null);
+            throw e;
+        }
+    }
+    if (client.__decided) return;
+    if (result === true) application.acceptConnection(client);
+    else if (result === false) application.rejectConnection(client, null);
+}
+
+// A client that was connected before this context existed (hot reload, restart).
+function __ascend_restoreClient(info) {
+    var client = __ascend_makeClient(info);
+    client.__decided = true;
+    if (info.readAccess !== undefined) client.__readAccess = info.readAccess;
+    if (info.writeAccess !== undefined) client.__writeAccess = info.writeAccess;
+    application.clients.push(client);
+}
+
+function __ascend_disconnect(id) {
+    var client = __ascend_clients[id];
+    if (!client) return;
+    delete __ascend_clients[id];
+    var index = application.clients.indexOf(client);
+    if (index < 0) return; // never accepted: FMS calls no onDisconnect
+    application.clients.splice(index, 1);
+    if (typeof application.onDisconnect == "function") application.onDisconnect(client);
+}
+
+function __ascend_publish(id, name, query) {
+    var stream = new Stream(name, query);
+    __ascend_streams[name] = stream;
+    if (typeof application.onPublish == "function") application.onPublish(__ascend_clients[id], stream);
+}
+
+function __ascend_unpublish(id, name) {
+    var stream = __ascend_streams[name] || new Stream(name, "");
+    delete __ascend_streams[name];
+    if (typeof application.onUnpublish == "function") application.onUnpublish(__ascend_clients[id], stream);
+}
+
+var __ascend_reserved = {
+    closeStream: 1, connect: 1, createStream: 1, deleteStream: 1, onStatus: 1, pause: 1, play: 1,
+    publish: 1, receiveAudio: 1, receiveVideo: 1, seek: 1, getBandwidthLimit: 1,
+    setBandwidthLimit: 1, getStats: 1, ping: 1, call: 1
+};
+
+// A client's nc.call("name" or "obj/method", responder, ...args). Returns
+// {found: false} when there is no such method, else {value}.
+function __ascend_call(id, method, args) {
+    var client = __ascend_clients[id];
+    if (!client) return { found: false };
+    var path = method.split("/");
+    if (path.length == 1 && __ascend_reserved[method]) return { found: false };
+    var self = client, target = client;
+    for (var i = 0; i < path.length; i++) {
+        if (target === null || target === undefined) return { found: false };
+        self = target;
+        target = target[path[i]];
+    }
+    if (typeof target != "function") return { found: false };
+    return { found: true, value: target.apply(self, args) };
+}
+
+function __ascend_response(callId, success, values) {
+    var responder = __ascend_responders[callId];
+    if (!responder) return;
+    delete __ascend_responders[callId];
+    var handler = success ? responder.onResult : responder.onStatus;
+    if (typeof handler == "function") handler.apply(responder, values);
+}
+
+function __ascend_start() {
+    if (typeof application.onAppStart == "function") application.onAppStart();
+}
+
+function __ascend_stop(info) {
+    if (typeof application.onAppStop == "function") return application.onAppStop(info) !== false;
+    return true;
+}
+
+function __ascend_status(info) {
+    if (typeof application.onStatus == "function") application.onStatus(info);
+}
+
+function __ascend_typed(className, object) {
+    var constructor = __ascend_classes[className];
+    if (typeof constructor == "function") Object.setPrototypeOf(object, constructor.prototype);
+    return object;
+}
