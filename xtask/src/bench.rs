@@ -1,0 +1,454 @@
+//! `cargo xtask bench`: Ascend against nginx-rtmp on loopback, measured in the same run.
+//!
+//! For each server: start it, publish `target/bench/media.flv` to it with ffmpeg (`-c copy`,
+//! no encoding), wait until a player receives video, then for each N run the load client
+//! (`xtask bench-load`, an optimised build of this crate, one thread) and the connection
+//! setup runs (`xtask bench-setup`), and stop everything. The report (table, JSON, SVG) is
+//! made by [`crate::report`].
+
+use crate::load::{wait_live, LoadResult, SetupResult};
+use crate::report::{self, Report, ServerResult};
+use crate::tools::{
+    cargo, ensure_ffmpeg, ensure_nginx_rtmp, free_port, output, run, target_dir, wait_for_port,
+    with_raised_nofile, ChildGuard, NGINX, NGINX_RTMP_MODULE,
+};
+use anyhow::{bail, Context, Result};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The application and stream the bench publishes and plays.
+const APP: &str = "livestreams";
+const STREAM: &str = "bench";
+/// Ascend's configuration for the bench (all players come from one address).
+pub const ASCEND_CONFIG: &str = "[limits]\nmax_connections_per_ip = 100000\n";
+
+/// Arguments of `cargo xtask bench`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Fast smoke run: N = 10,100 and 5 s each (unless given).
+    #[arg(long)]
+    pub quick: bool,
+    /// Numbers of subscribers, comma separated [default: 10,100,500,1000].
+    #[arg(long, value_delimiter = ',')]
+    pub subscribers: Option<Vec<usize>>,
+    /// Measurement window per N, seconds [default: 20].
+    #[arg(long)]
+    pub seconds: Option<f64>,
+    /// Benchmark Ascend alone.
+    #[arg(long)]
+    pub skip_nginx: bool,
+    /// Benchmark one server only.
+    #[arg(long, value_enum)]
+    pub only: Option<ServerKind>,
+    /// Connection setups per concurrency level (10 and 100).
+    #[arg(long, default_value_t = 200)]
+    pub setups: usize,
+}
+
+/// A server under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ServerKind {
+    /// Ascend (`target/release/ascend`).
+    Ascend,
+    /// nginx with the RTMP module.
+    Nginx,
+}
+
+impl ServerKind {
+    /// The name in the report.
+    pub fn label(self) -> &'static str {
+        match self {
+            ServerKind::Ascend => "ascend",
+            ServerKind::Nginx => "nginx-rtmp",
+        }
+    }
+}
+
+struct Plan {
+    dir: PathBuf,
+    load_client: PathBuf,
+    ascend: PathBuf,
+    media: PathBuf,
+    subscribers: Vec<usize>,
+    seconds: f64,
+    setups: usize,
+}
+
+/// Runs the benchmark.
+pub fn bench(args: BenchArgs) -> Result<()> {
+    let subscribers = args.subscribers.clone().unwrap_or_else(|| {
+        if args.quick {
+            vec![10, 100]
+        } else {
+            vec![10, 100, 500, 1000]
+        }
+    });
+    let seconds = args.seconds.unwrap_or(if args.quick { 5.0 } else { 20.0 });
+    if subscribers.is_empty() || subscribers.contains(&0) {
+        bail!("--subscribers needs positive numbers");
+    }
+    if !(4.0..=3600.0).contains(&seconds) {
+        bail!("--seconds must be between 4 and 3600 (kept-up compares the first and last 2 s)");
+    }
+    let servers: Vec<ServerKind> = match args.only {
+        Some(kind) => vec![kind],
+        None if args.skip_nginx => vec![ServerKind::Ascend],
+        None => vec![ServerKind::Ascend, ServerKind::Nginx],
+    };
+
+    let dir = target_dir().join("bench");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    ensure_ffmpeg()?;
+    if servers.contains(&ServerKind::Nginx) {
+        ensure_nginx_rtmp()?;
+    }
+
+    println!("==> building the load client (release)");
+    run(cargo().args(["build", "--release", "-p", "xtask"])).context("building the load client")?;
+    let release = target_dir().join("release");
+    let load_client = release.join("xtask");
+    let ascend = release.join("ascend");
+    if servers.contains(&ServerKind::Ascend) {
+        println!("==> building ascend (release)");
+        run(cargo().args(["build", "--release", "-p", "ascend"])).context("building ascend")?;
+        if !ascend.exists() {
+            bail!("{} is missing after the build", ascend.display());
+        }
+    }
+
+    let media = dir.join("media.flv");
+    ensure_media(&media)?;
+    let media_mbit = media_bitrate(&media).unwrap_or(0.0);
+    println!(
+        "media: {} ({media_mbit:.2} Mbit/s); N = {subscribers:?}, {seconds} s each",
+        media.display()
+    );
+
+    let context = Plan {
+        dir: dir.clone(),
+        load_client,
+        ascend,
+        media: media.clone(),
+        subscribers: subscribers.clone(),
+        seconds,
+        setups: args.setups,
+    };
+    let mut results = Vec::new();
+    for kind in servers {
+        results.push(
+            bench_server(kind, &context)
+                .with_context(|| format!("benchmarking {}", kind.label()))?,
+        );
+    }
+
+    let report = Report::new(
+        results,
+        subscribers,
+        seconds,
+        args.quick,
+        media_mbit,
+        &media,
+    );
+    report::print(&report);
+    let json = dir.join("results.json");
+    std::fs::write(&json, serde_json::to_string_pretty(&report)?)
+        .with_context(|| format!("writing {}", json.display()))?;
+    let svg = dir.join("cpu_rss.svg");
+    std::fs::write(&svg, report::svg(&report))
+        .with_context(|| format!("writing {}", svg.display()))?;
+    println!("\nwrote {} and {}", json.display(), svg.display());
+    Ok(())
+}
+
+/// Makes the 30 s CBR test clip when it is missing.
+fn ensure_media(media: &Path) -> Result<()> {
+    if media.exists() {
+        return Ok(());
+    }
+    println!("==> making {} with ffmpeg", media.display());
+    let partial = media.with_extension("partial.flv");
+    let mut command = Command::new("ffmpeg");
+    command
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440"])
+        .args(["-t", "30"])
+        .args([
+            "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p",
+        ])
+        .args(["-b:v", "2500k", "-minrate", "2500k", "-maxrate", "2500k"])
+        .args(["-bufsize", "2500k", "-x264-params", "nal-hrd=cbr"])
+        .args(["-g", "60", "-keyint_min", "60", "-sc_threshold", "0"])
+        .args(["-c:a", "aac", "-b:a", "128k", "-ar", "44100"])
+        .args(["-f", "flv"])
+        .arg(&partial);
+    run(&mut command).context("making the test media")?;
+    std::fs::rename(&partial, media)?;
+    Ok(())
+}
+
+/// The clip's overall bit rate in Mbit/s, from ffprobe.
+fn media_bitrate(media: &Path) -> Result<f64> {
+    let text = output(
+        Command::new("ffprobe")
+            .args(["-v", "error", "-show_entries", "format=bit_rate"])
+            .args(["-of", "default=noprint_wrappers=1:nokey=1"])
+            .arg(media),
+    )?;
+    Ok(text.parse::<f64>().context("ffprobe bit_rate")? / 1e6)
+}
+
+fn log_file(path: &Path) -> Result<(Stdio, Stdio)> {
+    let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    Ok((Stdio::from(file.try_clone()?), Stdio::from(file)))
+}
+
+fn start_server(kind: ServerKind, port: u16, context: &Plan) -> Result<(ChildGuard, PathBuf)> {
+    match kind {
+        ServerKind::Ascend => {
+            let base = context.dir.join("ascend");
+            let apps = base.join("apps");
+            let logs = base.join("logs");
+            std::fs::create_dir_all(apps.join(APP))?;
+            std::fs::create_dir_all(&logs)?;
+            // Every player comes from 127.0.0.1: lift the per-IP limit (a public server's
+            // default of 1000) the way an operator would, as nginx-rtmp has none.
+            let config = base.join("ascend.toml");
+            std::fs::write(&config, ASCEND_CONFIG)
+                .with_context(|| format!("writing {}", config.display()))?;
+            let log = context.dir.join("ascend.stderr.log");
+            let (out, err) = log_file(&log)?;
+            let args = [
+                "--listen".to_string(),
+                format!("127.0.0.1:{port}"),
+                "--apps".to_string(),
+                apps.display().to_string(),
+                "--logs".to_string(),
+                logs.display().to_string(),
+                "--config".to_string(),
+                config.display().to_string(),
+            ];
+            let mut command = with_raised_nofile(&context.ascend, &args);
+            command.stdin(Stdio::null()).stdout(out).stderr(err);
+            Ok((ChildGuard::spawn("ascend", &mut command)?, log))
+        }
+        ServerKind::Nginx => {
+            let base = context.dir.join("nginx");
+            std::fs::create_dir_all(base.join("logs"))?;
+            let conf = base.join("nginx.conf");
+            let error_log = base.join("error.log");
+            std::fs::write(&conf, nginx_conf(&base, port))
+                .with_context(|| format!("writing {}", conf.display()))?;
+            let log = base.join("stderr.log");
+            let (out, err) = log_file(&log)?;
+            let args = [
+                "-c".to_string(),
+                conf.display().to_string(),
+                "-p".to_string(),
+                format!("{}/", base.display()),
+                "-e".to_string(),
+                error_log.display().to_string(),
+            ];
+            let mut command = with_raised_nofile(Path::new(NGINX), &args);
+            command.stdin(Stdio::null()).stdout(out).stderr(err);
+            Ok((ChildGuard::spawn("nginx", &mut command)?, error_log))
+        }
+    }
+}
+
+fn nginx_conf(dir: &Path, port: u16) -> String {
+    let dir = dir.display();
+    format!(
+        "load_module {NGINX_RTMP_MODULE};\n\
+         worker_processes 1;\n\
+         daemon off;\n\
+         master_process off;\n\
+         error_log {dir}/error.log;\n\
+         pid {dir}/nginx.pid;\n\
+         events {{ worker_connections 4096; }}\n\
+         rtmp {{\n    server {{\n        listen 127.0.0.1:{port};\n        chunk_size 4096;\n        \
+         application {APP} {{ live on; }}\n    }}\n}}\n"
+    )
+}
+
+fn bench_server(kind: ServerKind, context: &Plan) -> Result<ServerResult> {
+    let name = kind.label();
+    println!("\n==> {name}");
+    let port = free_port()?;
+    let (mut server, log) = start_server(kind, port, context)?;
+    wait_for_port(port, Duration::from_secs(20), &mut server)
+        .with_context(|| format!("starting {name} (see {})", log.display()))?;
+    println!(
+        "{name}: pid {} on 127.0.0.1:{port}, log {}",
+        server.pid(),
+        log.display()
+    );
+
+    let publisher_log = context.dir.join(format!("publisher-{name}.log"));
+    let (out, err) = log_file(&publisher_log)?;
+    let mut publisher = ChildGuard::spawn(
+        "ffmpeg publisher",
+        Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])
+            .args(["-stream_loop", "-1", "-i"])
+            .arg(&context.media)
+            .args(["-c", "copy", "-f", "flv"])
+            .arg(format!("rtmp://127.0.0.1:{port}/{APP}/{STREAM}"))
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err),
+    )?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let live = runtime.block_on(wait_live(port, APP, STREAM, Duration::from_secs(30)));
+    let live = match live {
+        Ok(after) => after,
+        Err(error) => {
+            let publisher_state = publisher
+                .check_running()
+                .err()
+                .map(|e| format!("; {e:#} (see {})", publisher_log.display()))
+                .unwrap_or_default();
+            bail!("{error:#}{publisher_state}");
+        }
+    };
+    println!("{name}: stream live after {:.2} s", live.as_secs_f64());
+
+    let mut runs = Vec::new();
+    for &n in &context.subscribers {
+        let started = Instant::now();
+        let result = run_load(context, port, server.pid(), n).inspect_err(|_| {
+            // A dead server or publisher is the likelier cause: say so first.
+            let _ = server
+                .check_running()
+                .and_then(|()| publisher.check_running())
+                .map_err(|e| {
+                    eprintln!(
+                        "{name}: {e:#} (see {} and {})",
+                        log.display(),
+                        publisher_log.display()
+                    )
+                });
+        })?;
+        println!(
+            "{name}: N={n:<5} CPU {:>6.1} %  RSS {:>7.1} MB  {:>8.1} Mbit/s  kept up {}/{n}  client CPU {:.0} %{}  ({:.1} s)",
+            result.server_cpu_pct,
+            result.server_rss_peak_mb,
+            result.mbit_per_s,
+            result.kept_up,
+            result.client_cpu_pct,
+            if result.client_saturated { "  load client saturated" } else { "" },
+            started.elapsed().as_secs_f64(),
+        );
+        if !result.errors.is_empty() {
+            println!(
+                "{name}:   failures ({}): {}",
+                result.failed,
+                result.errors.join(" | ")
+            );
+        }
+        runs.push(result);
+        server.check_running()?;
+        publisher.check_running()?;
+        std::thread::sleep(Duration::from_secs(1));
+    }
+
+    let mut setup = Vec::new();
+    for concurrency in [10, 100] {
+        let result = run_setup(context, port, concurrency).inspect_err(|_| {
+            let _ = server
+                .check_running()
+                .map_err(|e| eprintln!("{name}: {e:#} (see {})", log.display()));
+        })?;
+        println!(
+            "{name}: setup at concurrency {concurrency}: {}/{} ok, {:.0} setups/s, p50 {} ms, p99 {} ms",
+            result.succeeded,
+            result.attempted,
+            result.setups_per_s,
+            report::fmt_opt(result.setup_ms.p50, 1),
+            report::fmt_opt(result.setup_ms.p99, 1),
+        );
+        if !result.errors.is_empty() {
+            println!("{name}:   failures: {}", result.errors.join(" | "));
+        }
+        setup.push(result);
+        server.check_running()?;
+    }
+    let hwm_mb = crate::procfs::status_kb(Some(server.pid()), "VmHWM")
+        .map(|kb| kb as f64 / 1024.0)
+        .ok();
+    publisher.stop();
+    server.stop();
+    Ok(ServerResult {
+        name: name.to_string(),
+        live_after_s: live.as_secs_f64(),
+        hwm_mb,
+        runs,
+        setup,
+    })
+}
+
+/// Runs `xtask bench-load` (release build, open-files limit raised) and parses its JSON.
+fn run_load(context: &Plan, port: u16, pid: u32, n: usize) -> Result<LoadResult> {
+    let args = vec![
+        "bench-load".to_string(),
+        "--port".to_string(),
+        port.to_string(),
+        "--app".to_string(),
+        APP.to_string(),
+        "--stream".to_string(),
+        STREAM.to_string(),
+        "--subscribers".to_string(),
+        n.to_string(),
+        "--seconds".to_string(),
+        context.seconds.to_string(),
+        "--ramp-ms".to_string(),
+        if n <= 10 { "1000" } else { "1500" }.to_string(),
+        "--server-pid".to_string(),
+        pid.to_string(),
+    ];
+    run_json(&context.load_client, &args)
+}
+
+/// Runs `xtask bench-setup` and parses its JSON.
+fn run_setup(context: &Plan, port: u16, concurrency: usize) -> Result<SetupResult> {
+    let args = vec![
+        "bench-setup".to_string(),
+        "--port".to_string(),
+        port.to_string(),
+        "--app".to_string(),
+        APP.to_string(),
+        "--stream".to_string(),
+        STREAM.to_string(),
+        "--concurrency".to_string(),
+        concurrency.to_string(),
+        "--count".to_string(),
+        context.setups.to_string(),
+    ];
+    run_json(&context.load_client, &args)
+}
+
+fn run_json<T: serde::de::DeserializeOwned>(program: &Path, args: &[String]) -> Result<T> {
+    let mut command = with_raised_nofile(program, args);
+    command.stdin(Stdio::null()).stderr(Stdio::inherit());
+    let out = command
+        .output()
+        .with_context(|| format!("running {}", program.display()))?;
+    if !out.status.success() {
+        bail!(
+            "the load client `{}` failed ({})",
+            args.join(" "),
+            out.status
+        );
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|line| line.starts_with('{'))
+        .context("the load client printed no JSON")?;
+    serde_json::from_str(line).context("parsing the load client's JSON")
+}

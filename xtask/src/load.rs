@@ -1,0 +1,605 @@
+//! The benchmark's load client: many RTMP players in one process on one thread (a tokio
+//! `current_thread` runtime, so the server under test gets the other core), built on the
+//! project's own client. `cargo xtask bench` runs it as a separate, optimised process
+//! (`xtask bench-load`, `xtask bench-setup`) and reads one JSON line from its stdout.
+//!
+//! Every loop is bounded in count and every connection in time: the process ends by itself.
+
+use crate::procfs::{status_kb, CpuSnapshot};
+use anyhow::{bail, Context, Result};
+use ascend_client::{RtmpClient, RtmpUrl};
+use ascend_rtmp::ClientEvent;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+use tokio::time::{sleep_until, timeout, timeout_at, Instant};
+
+/// At most this many events per subscriber (far above 30 fps video + audio for minutes).
+const MAX_EVENTS: usize = 2_000_000;
+/// "Kept up" needs video in this last part of the window.
+const RECENT: Duration = Duration::from_secs(2);
+/// "Kept up" allows the lag to grow this much (ms) from the window's start to its end.
+const LAG_GROWTH_MS: f64 = 500.0;
+/// Above this CPU % of its one core, the load client is the bottleneck.
+pub const SATURATED_PCT: f64 = 90.0;
+
+/// Arguments of `xtask bench-load`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LoadArgs {
+    /// Server port on 127.0.0.1.
+    #[arg(long)]
+    pub port: u16,
+    /// Application.
+    #[arg(long, default_value = "livestreams")]
+    pub app: String,
+    /// Stream name.
+    #[arg(long, default_value = "bench")]
+    pub stream: String,
+    /// Number of players.
+    #[arg(long)]
+    pub subscribers: usize,
+    /// Measurement window, seconds.
+    #[arg(long)]
+    pub seconds: f64,
+    /// The players' connects are spread over this many milliseconds.
+    #[arg(long, default_value_t = 1500)]
+    pub ramp_ms: u64,
+    /// Time after the ramp before the window starts, milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    pub warmup_ms: u64,
+    /// The server's process id, to sample its CPU and memory.
+    #[arg(long)]
+    pub server_pid: u32,
+}
+
+/// Arguments of `xtask bench-setup`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SetupArgs {
+    /// Server port on 127.0.0.1.
+    #[arg(long)]
+    pub port: u16,
+    /// Application.
+    #[arg(long, default_value = "livestreams")]
+    pub app: String,
+    /// Stream name.
+    #[arg(long, default_value = "bench")]
+    pub stream: String,
+    /// Setups in flight at once (each batch waits for the previous one).
+    #[arg(long)]
+    pub concurrency: usize,
+    /// Setups in all.
+    #[arg(long, default_value_t = 200)]
+    pub count: usize,
+}
+
+/// p50 and p99 of a set of values (None when it is empty).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct Quantiles {
+    /// Median.
+    pub p50: Option<f64>,
+    /// 99th percentile.
+    pub p99: Option<f64>,
+    /// How many values.
+    pub count: usize,
+}
+
+impl Quantiles {
+    /// Nearest-rank p50 and p99 of `values`.
+    pub fn of(mut values: Vec<f64>) -> Quantiles {
+        values.retain(|v| v.is_finite());
+        values.sort_by(f64::total_cmp);
+        Quantiles {
+            p50: percentile(&values, 50.0),
+            p99: percentile(&values, 99.0),
+            count: values.len(),
+        }
+    }
+}
+
+/// Nearest-rank percentile of sorted values.
+pub fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    Some(sorted[rank.clamp(1, sorted.len()) - 1])
+}
+
+fn median(values: &mut [f64]) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    percentile(values, 50.0)
+}
+
+/// What one `bench-load` run measured.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LoadResult {
+    /// Players started.
+    pub subscribers: usize,
+    /// Players that got NetStream.Play.Start.
+    pub connected: usize,
+    /// Players that failed or never finished their setup.
+    pub failed: usize,
+    /// A few of the failures, distinct.
+    pub errors: Vec<String>,
+    /// Players that received video in the window's last 2 s with a lag that did not grow.
+    pub kept_up: usize,
+    /// Measurement window, seconds (wall time between the CPU snapshots).
+    pub window_s: f64,
+    /// Media payload bytes (audio + video tag bodies) all players received in the window.
+    pub bytes_total: u64,
+    /// Per player bytes received in the window.
+    pub bytes_per_subscriber: Quantiles,
+    /// Delivered Mbit/s: bytes_total * 8 / window.
+    pub mbit_per_s: f64,
+    /// Time from the play request (createStream + play) to the first video frame, ms.
+    pub first_frame_ms: Quantiles,
+    /// Time from the play request to the first video keyframe, ms.
+    pub first_keyframe_ms: Quantiles,
+    /// (wall clock since the first frame) − (timestamp − first timestamp), every video frame
+    /// in the window of every player, ms.
+    pub lag_ms: Quantiles,
+    /// The same lag less each player's smallest lag (delay beyond its best frame), ms.
+    pub lag_over_min_ms: Quantiles,
+    /// Server CPU % over the window (100 = one core).
+    pub server_cpu_pct: f64,
+    /// Largest VmRSS sampled from the first connect to the window's end, MB.
+    pub server_rss_peak_mb: f64,
+    /// The server's VmHWM (peak RSS over its life) at the window's end, MB.
+    pub server_hwm_mb: f64,
+    /// This load client's CPU % over the window (100 = its one core).
+    pub client_cpu_pct: f64,
+    /// Whether the load client was above ~90 % of its core (figures then measure the client).
+    pub client_saturated: bool,
+}
+
+/// What one `bench-setup` run measured.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SetupResult {
+    /// Setups in flight at once.
+    pub concurrency: usize,
+    /// Setups tried.
+    pub attempted: usize,
+    /// Setups that reached NetStream.Play.Start.
+    pub succeeded: usize,
+    /// A few of the failures, distinct.
+    pub errors: Vec<String>,
+    /// Wall time for all of them, seconds.
+    pub elapsed_s: f64,
+    /// Successful setups per second.
+    pub setups_per_s: f64,
+    /// TCP connect → handshake → connect → createStream → play → Play.Start, ms.
+    pub setup_ms: Quantiles,
+    /// The first part of it: TCP connect → handshake → connect → `_result`, ms.
+    pub connect_ms: Quantiles,
+    /// This client's CPU % meanwhile.
+    pub client_cpu_pct: f64,
+}
+
+fn url_for(port: u16, app: &str) -> Result<RtmpUrl> {
+    Ok(RtmpUrl::parse(&format!("rtmp://127.0.0.1:{port}/{app}"))?)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("building the tokio runtime")
+}
+
+fn note_error(errors: &mut Vec<String>, error: String) {
+    if errors.len() < 5 && !errors.contains(&error) {
+        errors.push(error);
+    }
+}
+
+/// `xtask bench-load`: prints one JSON [`LoadResult`].
+pub fn bench_load(args: LoadArgs) -> Result<()> {
+    let result = runtime()?.block_on(load(args))?;
+    println!("{}", serde_json::to_string(&result)?);
+    Ok(())
+}
+
+/// `xtask bench-setup`: prints one JSON [`SetupResult`].
+pub fn bench_setup(args: SetupArgs) -> Result<()> {
+    let result = runtime()?.block_on(setups(args))?;
+    println!("{}", serde_json::to_string(&result)?);
+    Ok(())
+}
+
+#[derive(Debug)]
+struct Window {
+    start: Instant,
+    end: Instant,
+}
+
+#[derive(Debug, Default)]
+struct SubStats {
+    connected: bool,
+    error: Option<String>,
+    first_frame_ms: Option<f64>,
+    first_keyframe_ms: Option<f64>,
+    last_video: Option<Instant>,
+    bytes: u64,
+    /// (ms since the window's start, lag ms) per video frame in the window.
+    lags: Vec<(f64, f64)>,
+    min_lag: Option<f64>,
+}
+
+/// For a video message that carries a picture, whether it is a keyframe; None for what
+/// carries none (sequence headers, end of sequence, metadata, command frames), whose
+/// timestamps say nothing about when the picture was live.
+fn picture(payload: &[u8]) -> Option<bool> {
+    let first = *payload.first()?;
+    // FLV video tag: frame type in bits 4-6 (bit 7 flags enhanced RTMP), 1 = key frame,
+    // 5 = video info / command frame.
+    let frame_type = (first >> 4) & 0x7;
+    if frame_type == 5 {
+        return None;
+    }
+    if first & 0x80 != 0 {
+        // Enhanced RTMP: packet type in the low nibble; 0 SequenceStart, 2 SequenceEnd,
+        // 4 Metadata carry no picture.
+        if matches!(first & 0x0f, 0 | 2 | 4) {
+            return None;
+        }
+    } else if matches!(first & 0x0f, 7 | 12) && payload.get(1) != Some(&1) {
+        // AVC / HEVC: packet type 0 is the sequence header, 2 the end of sequence.
+        return None;
+    }
+    Some(frame_type == 1)
+}
+
+async fn subscriber(
+    url: RtmpUrl,
+    stream: String,
+    start: Instant,
+    window: std::sync::Arc<Window>,
+) -> SubStats {
+    sleep_until(start).await;
+    let mut stats = SubStats::default();
+    let outcome = timeout_at(
+        window.end,
+        play_and_count(&url, &stream, &window, &mut stats),
+    )
+    .await;
+    match outcome {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => stats.error = Some(format!("{error:#}")),
+        Err(_) if !stats.connected => {
+            stats.error = Some("setup did not finish before the window ended".to_string())
+        }
+        Err(_) => {}
+    }
+    stats
+}
+
+async fn play_and_count(
+    url: &RtmpUrl,
+    stream: &str,
+    window: &Window,
+    stats: &mut SubStats,
+) -> Result<()> {
+    let mut client = RtmpClient::connect(url, vec![]).await.context("connect")?;
+    let requested = Instant::now();
+    client.play(stream).await.context("play")?;
+    stats.connected = true;
+    let mut first: Option<(Instant, u32)> = None;
+    for _ in 0..MAX_EVENTS {
+        let event = client.next_event().await?;
+        let now = Instant::now();
+        let in_window = now >= window.start && now < window.end;
+        match event {
+            ClientEvent::Video {
+                timestamp, payload, ..
+            } => {
+                if in_window {
+                    stats.bytes += payload.len() as u64;
+                }
+                let Some(keyframe) = picture(&payload) else {
+                    continue;
+                };
+                let since_request = now.duration_since(requested).as_secs_f64() * 1000.0;
+                let (t0, ts0) = *first.get_or_insert((now, timestamp));
+                stats.first_frame_ms.get_or_insert(since_request);
+                if keyframe && stats.first_keyframe_ms.is_none() {
+                    stats.first_keyframe_ms = Some(since_request);
+                }
+                let lag = now.duration_since(t0).as_secs_f64() * 1000.0
+                    - (f64::from(timestamp) - f64::from(ts0));
+                stats.min_lag = Some(stats.min_lag.map_or(lag, |m: f64| m.min(lag)));
+                if in_window {
+                    let at = now.duration_since(window.start).as_secs_f64() * 1000.0;
+                    stats.lags.push((at, lag));
+                }
+                stats.last_video = Some(now);
+            }
+            ClientEvent::Audio { payload, .. } if in_window => {
+                stats.bytes += payload.len() as u64;
+            }
+            ClientEvent::Status { info, .. } if info.get_str("level") == Some("error") => {
+                bail!("error status: {info:?}");
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Whether a player kept up: video in the last 2 s, and the lag in the last 2 s not more than
+/// 500 ms above the lag in the first 2 s of the window.
+fn kept_up(stats: &SubStats, window: &Window) -> bool {
+    let Some(last) = stats.last_video else {
+        return false;
+    };
+    if last + RECENT < window.end {
+        return false;
+    }
+    let window_ms = window.end.duration_since(window.start).as_secs_f64() * 1000.0;
+    let recent_ms = RECENT.as_secs_f64() * 1000.0;
+    let mut early: Vec<f64> = stats
+        .lags
+        .iter()
+        .filter(|(at, _)| *at < recent_ms)
+        .map(|(_, lag)| *lag)
+        .collect();
+    if early.is_empty() {
+        early = stats.lags.iter().take(30).map(|(_, lag)| *lag).collect();
+    }
+    let mut late: Vec<f64> = stats
+        .lags
+        .iter()
+        .filter(|(at, _)| *at >= window_ms - recent_ms)
+        .map(|(_, lag)| *lag)
+        .collect();
+    match (median(&mut early), median(&mut late)) {
+        (Some(early), Some(late)) => late - early <= LAG_GROWTH_MS,
+        _ => false,
+    }
+}
+
+struct ServerSample {
+    server_cpu_pct: f64,
+    client_cpu_pct: f64,
+    rss_peak_kb: u64,
+    hwm_kb: u64,
+    window_s: f64,
+}
+
+/// Samples the server's RSS every 250 ms until the window ends, and both processes' CPU
+/// time at the window's start and end.
+async fn sample_server(pid: u32, window: std::sync::Arc<Window>) -> Result<ServerSample> {
+    let step = Duration::from_millis(250);
+    let total = window.end.saturating_duration_since(Instant::now());
+    let iterations = (total.as_millis() / step.as_millis()) as usize + 20;
+    let mut rss_peak_kb = 0;
+    let mut started = None;
+    for _ in 0..iterations {
+        let now = Instant::now();
+        rss_peak_kb = rss_peak_kb.max(status_kb(Some(pid), "VmRSS")?);
+        if started.is_none() && now >= window.start {
+            started = Some((CpuSnapshot::take(Some(pid))?, CpuSnapshot::take(None)?));
+        }
+        if now >= window.end {
+            break;
+        }
+        let limit = if started.is_none() {
+            window.start
+        } else {
+            window.end
+        };
+        sleep_until((now + step).min(limit)).await;
+    }
+    let (server_start, client_start) = match started {
+        Some(s) => s,
+        None => bail!("the sampler never reached the window"),
+    };
+    let server_end = CpuSnapshot::take(Some(pid))?;
+    let client_end = CpuSnapshot::take(None)?;
+    rss_peak_kb = rss_peak_kb.max(status_kb(Some(pid), "VmRSS")?);
+    Ok(ServerSample {
+        server_cpu_pct: server_start.percent_until(&server_end),
+        client_cpu_pct: client_start.percent_until(&client_end),
+        rss_peak_kb,
+        hwm_kb: status_kb(Some(pid), "VmHWM")?,
+        window_s: window.end.duration_since(window.start).as_secs_f64(),
+    })
+}
+
+async fn load(args: LoadArgs) -> Result<LoadResult> {
+    let url = url_for(args.port, &args.app)?;
+    let n = args.subscribers;
+    let t0 = Instant::now();
+    let ramp = Duration::from_millis(args.ramp_ms);
+    let start = t0 + ramp + Duration::from_millis(args.warmup_ms);
+    let window = std::sync::Arc::new(Window {
+        start,
+        end: start + Duration::from_secs_f64(args.seconds),
+    });
+    let sampler = tokio::spawn(sample_server(args.server_pid, window.clone()));
+    let mut handles = Vec::with_capacity(n);
+    for i in 0..n {
+        let at = t0 + ramp.mul_f64(i as f64 / n.max(1) as f64);
+        handles.push(tokio::spawn(subscriber(
+            url.clone(),
+            args.stream.clone(),
+            at,
+            window.clone(),
+        )));
+    }
+    let mut all = Vec::with_capacity(n);
+    for handle in handles {
+        all.push(handle.await.context("a subscriber task panicked")?);
+    }
+    let sample = sampler.await.context("the sampler panicked")??;
+
+    let mut result = LoadResult {
+        subscribers: n,
+        window_s: sample.window_s,
+        server_cpu_pct: sample.server_cpu_pct,
+        server_rss_peak_mb: sample.rss_peak_kb as f64 / 1024.0,
+        server_hwm_mb: sample.hwm_kb as f64 / 1024.0,
+        client_cpu_pct: sample.client_cpu_pct,
+        client_saturated: sample.client_cpu_pct > SATURATED_PCT,
+        ..LoadResult::default()
+    };
+    let (mut first, mut key, mut lags, mut over_min, mut bytes) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    for stats in &all {
+        if stats.connected {
+            result.connected += 1;
+        }
+        if let Some(error) = &stats.error {
+            note_error(&mut result.errors, error.clone());
+        }
+        if kept_up(stats, &window) {
+            result.kept_up += 1;
+        }
+        result.bytes_total += stats.bytes;
+        bytes.push(stats.bytes as f64);
+        first.extend(stats.first_frame_ms);
+        key.extend(stats.first_keyframe_ms);
+        let min = stats.min_lag.unwrap_or(0.0);
+        for (_, lag) in &stats.lags {
+            lags.push(*lag);
+            over_min.push(lag - min);
+        }
+    }
+    result.failed = n - result.connected;
+    result.mbit_per_s = if result.window_s > 0.0 {
+        result.bytes_total as f64 * 8.0 / result.window_s / 1e6
+    } else {
+        0.0
+    };
+    result.bytes_per_subscriber = Quantiles::of(bytes);
+    result.first_frame_ms = Quantiles::of(first);
+    result.first_keyframe_ms = Quantiles::of(key);
+    result.lag_ms = Quantiles::of(lags);
+    result.lag_over_min_ms = Quantiles::of(over_min);
+    Ok(result)
+}
+
+/// One full setup: TCP connect → handshake → connect → createStream → play → Play.Start.
+/// Returns (whole setup, connect part) in ms.
+async fn one_setup(url: &RtmpUrl, stream: &str) -> Result<(f64, f64)> {
+    let started = Instant::now();
+    let mut client = RtmpClient::connect(url, vec![]).await.context("connect")?;
+    let connect_ms = started.elapsed().as_secs_f64() * 1000.0;
+    client.play(stream).await.context("play")?;
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    drop(client);
+    Ok((ms, connect_ms))
+}
+
+async fn setups(args: SetupArgs) -> Result<SetupResult> {
+    let url = url_for(args.port, &args.app)?;
+    let concurrency = args.concurrency.max(1);
+    let cpu_start = CpuSnapshot::take(None)?;
+    let started = Instant::now();
+    let mut result = SetupResult {
+        concurrency,
+        attempted: args.count,
+        ..SetupResult::default()
+    };
+    let mut times = Vec::with_capacity(args.count);
+    let mut connects = Vec::with_capacity(args.count);
+    let mut remaining = args.count;
+    while remaining > 0 {
+        let batch = remaining.min(concurrency);
+        remaining -= batch;
+        let handles: Vec<_> = (0..batch)
+            .map(|_| {
+                let url = url.clone();
+                let stream = args.stream.clone();
+                tokio::spawn(async move {
+                    match timeout(Duration::from_secs(10), one_setup(&url, &stream)).await {
+                        Ok(result) => result,
+                        Err(_) => bail!("setup took more than 10 s"),
+                    }
+                })
+            })
+            .collect();
+        for handle in handles {
+            match handle.await.context("a setup task panicked")? {
+                Ok((ms, connect_ms)) => {
+                    times.push(ms);
+                    connects.push(connect_ms);
+                }
+                Err(error) => note_error(&mut result.errors, format!("{error:#}")),
+            }
+        }
+    }
+    result.elapsed_s = started.elapsed().as_secs_f64();
+    result.client_cpu_pct = cpu_start.percent_until(&CpuSnapshot::take(None)?);
+    result.succeeded = times.len();
+    result.setups_per_s = if result.elapsed_s > 0.0 {
+        result.succeeded as f64 / result.elapsed_s
+    } else {
+        0.0
+    };
+    result.setup_ms = Quantiles::of(times);
+    result.connect_ms = Quantiles::of(connects);
+    Ok(result)
+}
+
+/// Waits until `stream` is live: a player gets NetStream.Play.Start and then a video frame.
+/// Retries (the publisher may still be connecting) until `limit`.
+pub async fn wait_live(port: u16, app: &str, stream: &str, limit: Duration) -> Result<Duration> {
+    let url = url_for(port, app)?;
+    let started = Instant::now();
+    let deadline = started + limit;
+    let mut last_error = String::from("no attempt");
+    for _ in 0..1000 {
+        if Instant::now() >= deadline {
+            break;
+        }
+        let attempt = timeout_at(deadline, async {
+            let mut client = RtmpClient::connect(&url, vec![]).await?;
+            client.play(stream).await?;
+            for _ in 0..MAX_EVENTS {
+                if let ClientEvent::Video { .. } = client.next_event().await? {
+                    return Ok(());
+                }
+            }
+            bail!("no video after {MAX_EVENTS} events")
+        })
+        .await;
+        match attempt {
+            Ok(Ok(())) => return Ok(started.elapsed()),
+            Ok(Err(error)) => last_error = format!("{error:#}"),
+            Err(_) => last_error = "timed out waiting for video".to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    bail!("stream {stream} on 127.0.0.1:{port} did not go live within {limit:?}: {last_error}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{percentile, picture, Quantiles};
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let values: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&values, 50.0), Some(50.0));
+        assert_eq!(percentile(&values, 99.0), Some(99.0));
+        assert_eq!(percentile(&[], 50.0), None);
+        let q = Quantiles::of(vec![3.0, f64::NAN, 1.0, 2.0]);
+        assert_eq!((q.p50, q.p99, q.count), (Some(2.0), Some(3.0), 3));
+    }
+
+    #[test]
+    fn only_pictures_count_as_frames() {
+        assert_eq!(picture(&[0x17, 0x00]), None, "AVC sequence header");
+        assert_eq!(picture(&[0x17, 0x01]), Some(true), "AVC keyframe");
+        assert_eq!(picture(&[0x27, 0x01]), Some(false), "AVC inter frame");
+        assert_eq!(picture(&[0x17, 0x02]), None, "AVC end of sequence");
+        assert_eq!(picture(&[0x52]), None, "command frame");
+        assert_eq!(picture(&[0x90]), None, "enhanced SequenceStart");
+        assert_eq!(
+            picture(&[0x91]),
+            Some(true),
+            "enhanced CodedFrames keyframe"
+        );
+        assert_eq!(picture(&[0x22]), Some(false), "Sorenson inter frame");
+        assert_eq!(picture(&[]), None);
+    }
+}

@@ -1,0 +1,570 @@
+//! The benchmark's report: the table printed at the end, the JSON written to
+//! `target/bench/results.json` (with the date, `uname -a`, `nproc` and the command), the
+//! Ascend / nginx-rtmp ratios, and the hand-written SVG plot of CPU % and peak RSS against N.
+
+use crate::load::{LoadResult, SetupResult};
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::Command;
+
+/// Everything measured for one server.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerResult {
+    /// `ascend` or `nginx-rtmp`.
+    pub name: String,
+    /// Seconds from starting the publisher to a player receiving video.
+    pub live_after_s: f64,
+    /// The server's VmHWM at the end, MB.
+    pub hwm_mb: Option<f64>,
+    /// One per N.
+    pub runs: Vec<LoadResult>,
+    /// Connection setups at concurrency 10 and 100.
+    pub setup: Vec<SetupResult>,
+}
+
+/// Ascend / nginx-rtmp for one N (None where a ratio means nothing: zero or negative).
+#[derive(Debug, Clone, Serialize)]
+pub struct RatioRow {
+    /// N.
+    pub subscribers: usize,
+    /// Server CPU %.
+    pub cpu: Option<f64>,
+    /// Peak RSS.
+    pub rss: Option<f64>,
+    /// Delivered Mbit/s.
+    pub mbit_per_s: Option<f64>,
+    /// Players that kept up.
+    pub kept_up: Option<f64>,
+    /// First video frame p50.
+    pub first_frame_p50: Option<f64>,
+    /// First video frame p99.
+    pub first_frame_p99: Option<f64>,
+    /// First keyframe p50.
+    pub first_keyframe_p50: Option<f64>,
+    /// Lag p50.
+    pub lag_p50: Option<f64>,
+    /// Lag p99.
+    pub lag_p99: Option<f64>,
+}
+
+/// Ascend / nginx-rtmp for the connection setups at one concurrency.
+#[derive(Debug, Clone, Serialize)]
+pub struct SetupRatio {
+    /// Concurrency.
+    pub concurrency: usize,
+    /// Setup time p50.
+    pub setup_p50: Option<f64>,
+    /// Setup time p99.
+    pub setup_p99: Option<f64>,
+    /// Setups per second.
+    pub setups_per_s: Option<f64>,
+}
+
+/// Ascend / nginx-rtmp, per figure.
+#[derive(Debug, Clone, Serialize)]
+pub struct Ratios {
+    /// Per N.
+    pub per_n: Vec<RatioRow>,
+    /// Per setup concurrency.
+    pub setup: Vec<SetupRatio>,
+}
+
+/// The test clip.
+#[derive(Debug, Clone, Serialize)]
+pub struct MediaInfo {
+    /// Where it is.
+    pub path: String,
+    /// Its overall bit rate (what one player should receive), Mbit/s.
+    pub mbit_per_s: f64,
+}
+
+/// The whole report, as written to `results.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// UTC date and time of the run.
+    pub date: String,
+    /// `uname -a`.
+    pub uname: String,
+    /// `nproc`.
+    pub nproc: String,
+    /// The command as typed.
+    pub command: String,
+    /// `--quick`.
+    pub quick: bool,
+    /// Window per N, seconds.
+    pub seconds: f64,
+    /// The Ns.
+    pub subscribers: Vec<usize>,
+    /// The test clip.
+    pub media: MediaInfo,
+    /// One per server.
+    pub servers: Vec<ServerResult>,
+    /// Ascend / nginx-rtmp, when both ran.
+    pub ratios: Option<Ratios>,
+    /// What to keep in mind when reading the figures.
+    pub notes: Vec<String>,
+}
+
+fn shell(program: &str, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .output()
+        .ok()
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+/// `a / b` when both are meaningful (b > 0, a >= 0).
+fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) if a.is_finite() && b.is_finite() && a >= 0.0 && b > 0.0 => Some(a / b),
+        _ => None,
+    }
+}
+
+impl Report {
+    /// Gathers the results and the machine's description.
+    pub fn new(
+        servers: Vec<ServerResult>,
+        subscribers: Vec<usize>,
+        seconds: f64,
+        quick: bool,
+        media_mbit: f64,
+        media: &Path,
+    ) -> Report {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        let mut report = Report {
+            date: shell("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"]),
+            uname: shell("uname", &["-a"]),
+            nproc: shell("nproc", &[]),
+            command: format!("cargo xtask {}", args.join(" ")),
+            quick,
+            seconds,
+            subscribers,
+            media: MediaInfo {
+                path: media.display().to_string(),
+                mbit_per_s: media_mbit,
+            },
+            servers,
+            ratios: None,
+            notes: Vec::new(),
+        };
+        report.ratios = report.compute_ratios();
+        report.notes = report.compute_notes();
+        report
+    }
+
+    fn server(&self, name: &str) -> Option<&ServerResult> {
+        self.servers.iter().find(|s| s.name == name)
+    }
+
+    fn compute_ratios(&self) -> Option<Ratios> {
+        let a = self.server("ascend")?;
+        let b = self.server("nginx-rtmp")?;
+        let per_n = a
+            .runs
+            .iter()
+            .filter_map(|x| {
+                let y = b.runs.iter().find(|y| y.subscribers == x.subscribers)?;
+                Some(RatioRow {
+                    subscribers: x.subscribers,
+                    cpu: ratio(Some(x.server_cpu_pct), Some(y.server_cpu_pct)),
+                    rss: ratio(Some(x.server_rss_peak_mb), Some(y.server_rss_peak_mb)),
+                    mbit_per_s: ratio(Some(x.mbit_per_s), Some(y.mbit_per_s)),
+                    kept_up: ratio(Some(x.kept_up as f64), Some(y.kept_up as f64)),
+                    first_frame_p50: ratio(x.first_frame_ms.p50, y.first_frame_ms.p50),
+                    first_frame_p99: ratio(x.first_frame_ms.p99, y.first_frame_ms.p99),
+                    first_keyframe_p50: ratio(x.first_keyframe_ms.p50, y.first_keyframe_ms.p50),
+                    lag_p50: ratio(x.lag_ms.p50, y.lag_ms.p50),
+                    lag_p99: ratio(x.lag_ms.p99, y.lag_ms.p99),
+                })
+            })
+            .collect();
+        let setup = a
+            .setup
+            .iter()
+            .filter_map(|x| {
+                let y = b.setup.iter().find(|y| y.concurrency == x.concurrency)?;
+                Some(SetupRatio {
+                    concurrency: x.concurrency,
+                    setup_p50: ratio(x.setup_ms.p50, y.setup_ms.p50),
+                    setup_p99: ratio(x.setup_ms.p99, y.setup_ms.p99),
+                    setups_per_s: ratio(Some(x.setups_per_s), Some(y.setups_per_s)),
+                })
+            })
+            .collect();
+        Some(Ratios { per_n, setup })
+    }
+
+    fn compute_notes(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        for server in &self.servers {
+            for run in &server.runs {
+                if run.client_saturated {
+                    notes.push(format!(
+                        "load client saturated for {} at N={} ({:.0} % of its core): these figures measure the client, not the server",
+                        server.name, run.subscribers, run.client_cpu_pct
+                    ));
+                }
+                if run.failed > 0 {
+                    notes.push(format!(
+                        "{} at N={}: {} players failed: {}",
+                        server.name,
+                        run.subscribers,
+                        run.failed,
+                        run.errors.join(" | ")
+                    ));
+                }
+            }
+        }
+        notes.push(
+            "lag = (wall clock since a player's first frame) - (timestamp - first timestamp); \
+             a server that starts players with a cached keyframe group sends old frames in a \
+             burst, so its lag is negative by about the age of that keyframe; lag_over_min_ms \
+             in the JSON removes each player's smallest lag"
+                .to_string(),
+        );
+        let nginx_slow_setup = self.server("nginx-rtmp").is_some_and(|s| {
+            s.setup
+                .iter()
+                .any(|x| x.concurrency == 10 && x.setup_ms.p50.is_some_and(|p| p >= 40.0))
+        });
+        if nginx_slow_setup {
+            notes.push(
+                "nginx-rtmp's setup time is mostly Nagle: it answers connect in four small \
+                 writes without TCP_NODELAY, so the _result waits for the client's delayed ACK \
+                 (~40 ms, seen with strace); real players see the same"
+                    .to_string(),
+            );
+        }
+        if self.server("ascend").is_some() {
+            notes.push(format!(
+                "ascend ran with --config holding {:?} (its default per-IP limit of 1000 would refuse the 1000th player, as the publisher shares 127.0.0.1)",
+                crate::bench::ASCEND_CONFIG
+            ));
+        }
+        notes.push(
+            "bytes and Mbit/s count media payload (audio and video tag bodies), not RTMP chunk \
+             headers"
+                .to_string(),
+        );
+        notes
+    }
+}
+
+/// A number with `decimals` decimals, or `-`.
+pub fn fmt_opt(value: Option<f64>, decimals: usize) -> String {
+    match value {
+        Some(v) if v.is_finite() => {
+            let text = format!("{v:.decimals$}");
+            // -0.3 with no decimals reads "-0": print it as 0.
+            if text
+                .trim_start_matches('-')
+                .chars()
+                .all(|c| c == '0' || c == '.')
+            {
+                text.trim_start_matches('-').to_string()
+            } else {
+                text
+            }
+        }
+        _ => "-".to_string(),
+    }
+}
+
+fn pair(a: Option<f64>, b: Option<f64>, decimals: usize) -> String {
+    format!("{} / {}", fmt_opt(a, decimals), fmt_opt(b, decimals))
+}
+
+fn ratio_text(value: Option<f64>) -> String {
+    match value {
+        Some(v) if v < 0.001 => "<0.001x".to_string(),
+        Some(v) if v < 0.1 => format!("{v:.3}x"),
+        Some(v) => format!("{v:.2}x"),
+        None => "n/a".to_string(),
+    }
+}
+
+/// Prints the tables.
+pub fn print(report: &Report) {
+    println!();
+    println!(
+        "{:<11} {:>5} {:>7} {:>8} {:>8} {:>11} {:>17} {:>15} {:>15} {:>9}",
+        "server",
+        "N",
+        "CPU %",
+        "RSS MB",
+        "Mbit/s",
+        "kept up",
+        "first p50/p99 ms",
+        "key p50/p99 ms",
+        "lag p50/p99 ms",
+        "client %"
+    );
+    for server in &report.servers {
+        for run in &server.runs {
+            println!(
+                "{:<11} {:>5} {:>7.1} {:>8.1} {:>8.1} {:>11} {:>17} {:>15} {:>15} {:>8.0}{}",
+                server.name,
+                run.subscribers,
+                run.server_cpu_pct,
+                run.server_rss_peak_mb,
+                run.mbit_per_s,
+                format!("{}/{}", run.kept_up, run.subscribers),
+                pair(run.first_frame_ms.p50, run.first_frame_ms.p99, 1),
+                pair(run.first_keyframe_ms.p50, run.first_keyframe_ms.p99, 1),
+                pair(run.lag_ms.p50, run.lag_ms.p99, 0),
+                run.client_cpu_pct,
+                if run.client_saturated {
+                    "  load client saturated"
+                } else {
+                    ""
+                },
+            );
+        }
+    }
+    if report.media.mbit_per_s > 0.0 {
+        println!(
+            "(the clip is {:.2} Mbit/s: N players should receive about N x that)",
+            report.media.mbit_per_s
+        );
+    }
+
+    println!();
+    println!(
+        "{:<11} {:>12} {:>17} {:>10} {:>9}",
+        "server", "concurrency", "setup p50/p99 ms", "setups/s", "ok"
+    );
+    for server in &report.servers {
+        for setup in &server.setup {
+            println!(
+                "{:<11} {:>12} {:>17} {:>10.0} {:>9}",
+                server.name,
+                setup.concurrency,
+                format!(
+                    "{} / {}",
+                    fmt_opt(setup.setup_ms.p50, 1),
+                    fmt_opt(setup.setup_ms.p99, 1)
+                ),
+                setup.setups_per_s,
+                format!("{}/{}", setup.succeeded, setup.attempted),
+            );
+        }
+    }
+
+    if let Some(ratios) = &report.ratios {
+        println!("\nascend / nginx-rtmp (below 1 is better for CPU, RSS, times; above 1 for Mbit/s, kept up, setups/s)");
+        println!(
+            "{:>5} {:>7} {:>7} {:>7} {:>8} {:>10} {:>10} {:>9} {:>8} {:>8}",
+            "N",
+            "CPU",
+            "RSS",
+            "Mbit/s",
+            "kept up",
+            "first p50",
+            "first p99",
+            "key p50",
+            "lag p50",
+            "lag p99"
+        );
+        for row in &ratios.per_n {
+            println!(
+                "{:>5} {:>7} {:>7} {:>7} {:>8} {:>10} {:>10} {:>9} {:>8} {:>8}",
+                row.subscribers,
+                ratio_text(row.cpu),
+                ratio_text(row.rss),
+                ratio_text(row.mbit_per_s),
+                ratio_text(row.kept_up),
+                ratio_text(row.first_frame_p50),
+                ratio_text(row.first_frame_p99),
+                ratio_text(row.first_keyframe_p50),
+                ratio_text(row.lag_p50),
+                ratio_text(row.lag_p99),
+            );
+        }
+        for row in &ratios.setup {
+            println!(
+                "setup at concurrency {:>3}: p50 {}  p99 {}  setups/s {}",
+                row.concurrency,
+                ratio_text(row.setup_p50),
+                ratio_text(row.setup_p99),
+                ratio_text(row.setups_per_s)
+            );
+        }
+    }
+    if !report.notes.is_empty() {
+        println!();
+        for note in &report.notes {
+            println!("note: {note}");
+        }
+    }
+}
+
+const COLORS: [&str; 4] = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd"];
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// A "nice" axis maximum at or above `value`.
+fn nice_max(value: f64) -> f64 {
+    if !(value.is_finite() && value > 0.0) {
+        return 1.0;
+    }
+    let magnitude = 10f64.powf(value.log10().floor());
+    for step in [1.0, 2.0, 2.5, 5.0, 10.0] {
+        if step * magnitude >= value {
+            return step * magnitude;
+        }
+    }
+    10.0 * magnitude
+}
+
+/// The plot: two panels (server CPU % and peak RSS MB against N, N on a log scale), one
+/// polyline per server.
+pub fn svg(report: &Report) -> String {
+    let (width, height) = (960.0, 420.0);
+    let (panel_w, panel_h) = (370.0, 270.0);
+    let top = 70.0;
+    let lefts = [80.0, 560.0];
+    let mut ns: Vec<usize> = report
+        .servers
+        .iter()
+        .flat_map(|s| s.runs.iter().map(|r| r.subscribers))
+        .collect();
+    ns.sort_unstable();
+    ns.dedup();
+    let (lo, hi) = match (ns.first(), ns.last()) {
+        (Some(&lo), Some(&hi)) => ((lo as f64).log10(), (hi as f64).log10()),
+        _ => (0.0, 1.0),
+    };
+    let x_of = |left: f64, n: usize| {
+        if hi > lo {
+            left + 20.0 + ((n as f64).log10() - lo) / (hi - lo) * (panel_w - 40.0)
+        } else {
+            left + panel_w / 2.0
+        }
+    };
+
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(
+        out,
+        r##"<rect width="100%" height="100%" fill="#ffffff"/>"##
+    );
+    let _ = writeln!(
+        out,
+        r#"<text x="{}" y="24" text-anchor="middle" font-size="16">RTMP fan-out on loopback: server CPU and memory against subscribers ({} s windows, {})</text>"#,
+        width / 2.0,
+        report.seconds,
+        escape(&report.date)
+    );
+
+    type Metric = fn(&LoadResult) -> f64;
+    let panels: [(&str, Metric); 2] = [
+        ("server CPU % (100 = one core)", |r| r.server_cpu_pct),
+        ("server peak RSS, MB", |r| r.server_rss_peak_mb),
+    ];
+    for (panel, (title, metric)) in panels.iter().enumerate() {
+        let left = lefts[panel];
+        let max = report
+            .servers
+            .iter()
+            .flat_map(|s| s.runs.iter().map(metric))
+            .fold(0.0, f64::max);
+        let y_max = nice_max(max * 1.05);
+        let y_of = |v: f64| top + panel_h - (v / y_max).clamp(0.0, 1.0) * panel_h;
+        let _ = writeln!(
+            out,
+            r#"<text x="{}" y="{}" text-anchor="middle" font-size="14">{}</text>"#,
+            left + panel_w / 2.0,
+            top - 12.0,
+            escape(title)
+        );
+        let _ = writeln!(
+            out,
+            r##"<rect x="{left}" y="{top}" width="{panel_w}" height="{panel_h}" fill="none" stroke="#444"/>"##
+        );
+        for i in 0..=5 {
+            let v = y_max * f64::from(i) / 5.0;
+            let y = y_of(v);
+            let _ = writeln!(
+                out,
+                r##"<line x1="{left}" y1="{y:.1}" x2="{}" y2="{y:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
+                left + panel_w,
+                left - 6.0,
+                y + 4.0,
+                trim_number(v)
+            );
+        }
+        for &n in &ns {
+            let x = x_of(left, n);
+            let _ = writeln!(
+                out,
+                r##"<line x1="{x:.1}" y1="{top}" x2="{x:.1}" y2="{}" stroke="#eee"/><text x="{x:.1}" y="{}" text-anchor="middle">{n}</text>"##,
+                top + panel_h,
+                top + panel_h + 18.0
+            );
+        }
+        let _ = writeln!(
+            out,
+            r#"<text x="{}" y="{}" text-anchor="middle">subscribers (N, log scale)</text>"#,
+            left + panel_w / 2.0,
+            top + panel_h + 38.0
+        );
+        for (i, server) in report.servers.iter().enumerate() {
+            let color = COLORS[i % COLORS.len()];
+            let points: Vec<String> = server
+                .runs
+                .iter()
+                .map(|r| format!("{:.1},{:.1}", x_of(left, r.subscribers), y_of(metric(r))))
+                .collect();
+            let _ = writeln!(
+                out,
+                r#"<polyline points="{}" fill="none" stroke="{color}" stroke-width="2"/>"#,
+                points.join(" ")
+            );
+            for r in &server.runs {
+                let _ = writeln!(
+                    out,
+                    r#"<circle cx="{:.1}" cy="{:.1}" r="3.5" fill="{color}"><title>{} N={}: {:.1}</title></circle>"#,
+                    x_of(left, r.subscribers),
+                    y_of(metric(r)),
+                    escape(&server.name),
+                    r.subscribers,
+                    metric(r)
+                );
+            }
+        }
+    }
+    for (i, server) in report.servers.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        let x = 80.0 + 160.0 * i as f64;
+        let y = height - 20.0;
+        let _ = writeln!(
+            out,
+            r#"<line x1="{x}" y1="{}" x2="{}" y2="{}" stroke="{color}" stroke-width="3"/><text x="{}" y="{y}">{}</text>"#,
+            y - 4.0,
+            x + 24.0,
+            y - 4.0,
+            x + 30.0,
+            escape(&server.name)
+        );
+    }
+    out.push_str("</svg>\n");
+    out
+}
+
+fn trim_number(v: f64) -> String {
+    if v.fract().abs() < 1e-9 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
+    }
+}
