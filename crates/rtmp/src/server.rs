@@ -289,7 +289,11 @@ impl ServerSession {
                     }))
                 }
             };
-            if !self.connected && !matches!(&message, Message::Command(c) if c.name == "connect") {
+            // Before any connect, only connect is meaningful. While a connect waits for the
+            // application's decision, later messages pass through: the owner holds them until
+            // it decides (FMS queues them the same way).
+            let awaiting_connect = !self.connected && !self.connect_pending;
+            if awaiting_connect && !matches!(&message, Message::Command(c) if c.name == "connect") {
                 if let Message::UserControl(_) = message {
                     continue;
                 }

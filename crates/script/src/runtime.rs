@@ -513,7 +513,8 @@ impl Runtime {
             return Err(format!("cannot set up the script host: {error}"));
         }
         let prelude = format!("var __ascend_info = JSON.parse(__ascend_info_json);\n{PRELUDE}");
-        if let Err(error) = context.eval(Source::from_bytes(&prelude)) {
+        let prelude_source = Source::from_bytes(&prelude).with_path(Path::new("ascend-prelude.js"));
+        if let Err(error) = context.eval(prelude_source) {
             return Err(format!("prelude failed: {error}"));
         }
         if let Some(path) = script {

@@ -5,7 +5,7 @@
 //! ([`crate::writer`]) owns the write half. Everything this task wants sent goes to the writer
 //! through a bounded channel, in order; a client that lets it fill is dropped.
 
-use crate::applications::{validate_stream_name, ClientRecord, Instance};
+use crate::applications::{validate_stream_name, Instance};
 use crate::writer::{self, WriterCommand};
 use crate::ServerContext;
 use ascend_media::{MediaFrame, PublishError, Publisher};
@@ -15,6 +15,7 @@ use ascend_rtmp::{
     build, AmfValue, ConnectRequest, Handshake, HandshakeProgress, ServerEvent, ServerSession,
     ServerSessionConfig,
 };
+use ascend_script::{ClientInfo, ScriptCommand, ScriptEvent};
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -63,6 +64,26 @@ struct Connection {
     /// Set once the connection is refused: finish sending, then close.
     closing: bool,
     ignored_media: u64,
+    /// The connect waiting for the application's decision.
+    pending_connect: Option<ConnectRequest>,
+    /// Events that arrived while the connect was pending, replayed once accepted.
+    deferred: Vec<ServerEvent>,
+    /// The script's commands for this client.
+    script_commands: Option<mpsc::UnboundedReceiver<ScriptCommand>>,
+    /// Our calls to the client (transaction id) that a script responder waits for (call id).
+    script_calls: HashMap<u64, u64>,
+}
+
+/// Most events held while a connect waits for the application.
+const MAX_DEFERRED_EVENTS: usize = 256;
+
+async fn next_script_command(
+    receiver: &mut Option<mpsc::UnboundedReceiver<ScriptCommand>>,
+) -> Option<ScriptCommand> {
+    match receiver {
+        Some(receiver) => receiver.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Serves one accepted socket to the end, logging how it ended.
@@ -129,6 +150,10 @@ async fn run(
         playing: HashMap::new(),
         closing: false,
         ignored_media: 0,
+        pending_connect: None,
+        deferred: Vec::new(),
+        script_commands: None,
+        script_calls: HashMap::new(),
     };
     connection.session.receive_bytes(&remaining);
     let connect_deadline =
@@ -151,6 +176,10 @@ async fn run(
                     limits.connect_timeout_secs
                 )));
             }
+            command = next_script_command(&mut connection.script_commands) => match command {
+                Some(command) => result = connection.on_script_command(command),
+                None => connection.script_commands = None,
+            },
             _ = connection.writer.closed() => break,
         }
     }
@@ -244,6 +273,15 @@ impl Connection {
     }
 
     fn handle(&mut self, event: ServerEvent) -> Result<(), ConnectionError> {
+        if self.pending_connect.is_some() {
+            if self.deferred.len() >= MAX_DEFERRED_EVENTS {
+                return Err(ConnectionError::Limit(format!(
+                    "more than {MAX_DEFERRED_EVENTS} messages while the connect was pending"
+                )));
+            }
+            self.deferred.push(event);
+            return Ok(());
+        }
         match event {
             ServerEvent::ConnectRequested(request) => self.on_connect(request),
             ServerEvent::CreateStreamRequested { transaction_id } => {
@@ -269,8 +307,20 @@ impl Connection {
                 command.transaction_id,
                 &command.args,
             ),
-            ServerEvent::CallResponse { transaction_id, .. } => {
-                debug!(client = self.id, transaction_id, "answer to a server call");
+            ServerEvent::CallResponse {
+                transaction_id,
+                success,
+                values,
+            } => {
+                if let Some(call_id) = self.script_calls.remove(&(transaction_id as u64)) {
+                    if let Some(instance) = &self.instance {
+                        instance.script_event(ScriptEvent::CallResponse {
+                            call_id,
+                            success,
+                            values,
+                        });
+                    }
+                }
             }
             ServerEvent::Audio {
                 stream_id,
@@ -333,11 +383,33 @@ impl Connection {
             return;
         }
         let instance = apps.instance(&request.app_name, &request.instance);
-        instance.add_client(ClientRecord {
+        let info = ClientInfo {
             id: self.id,
-            ip: self.peer.ip(),
+            ip: self.peer.ip().to_string(),
             agent: request.flash_ver.clone(),
-        });
+            referrer: request.swf_url.clone(),
+            page_url: request.page_url.clone(),
+            uri: request.tc_url.clone(),
+            protocol: "rtmp".to_string(),
+        };
+        let has_script = instance.has_script();
+        self.script_commands = Some(instance.add_client(info.clone(), !has_script));
+        self.instance = Some(instance.clone());
+        if has_script
+            && instance.script_event(ScriptEvent::Connect {
+                client: info,
+                args: request.args.clone(),
+            })
+        {
+            debug!(client = self.id, app = %request.app_name, instance = %request.instance, "connect waits for the application");
+            self.pending_connect = Some(request);
+        } else {
+            instance.mark_accepted(self.id);
+            self.accept(request);
+        }
+    }
+
+    fn accept(&mut self, request: ConnectRequest) {
         info!(
             client = self.id,
             ip = %self.peer.ip(),
@@ -348,7 +420,67 @@ impl Connection {
             "connect"
         );
         self.session.accept_connect(&request);
-        self.instance = Some(instance);
+    }
+
+    /// What the application's script decided or asked for this client.
+    fn on_script_command(&mut self, command: ScriptCommand) -> Result<(), ConnectionError> {
+        match command {
+            ScriptCommand::Accept { .. } => {
+                if let Some(request) = self.pending_connect.take() {
+                    self.accept(request);
+                    for event in std::mem::take(&mut self.deferred) {
+                        self.handle(event)?;
+                    }
+                }
+            }
+            ScriptCommand::Reject { application, .. } => {
+                if let Some(request) = self.pending_connect.take() {
+                    warn!(
+                        client = self.id,
+                        ip = %self.peer.ip(),
+                        app = %request.app_name,
+                        instance = %request.instance,
+                        "connect refused by the application (NetConnection.Connect.Rejected)"
+                    );
+                    let application = (application != AmfValue::Null).then_some(application);
+                    self.session.reject_connect(
+                        &request,
+                        "NetConnection.Connect.Rejected",
+                        "Connection failed: Application rejected connection.",
+                        application,
+                    );
+                    self.closing = true;
+                }
+            }
+            ScriptCommand::CallResult {
+                transaction_id,
+                result,
+                ..
+            } => match result {
+                Ok(value) => self.session.result(transaction_id, &[value]),
+                Err(description) => self.session.call_failed(transaction_id, &description),
+            },
+            ScriptCommand::CallClient {
+                method,
+                args,
+                call_id,
+                ..
+            } => {
+                let transaction_id = self.session.call(&method, &args, call_id != 0);
+                if call_id != 0 {
+                    self.script_calls.insert(transaction_id as u64, call_id);
+                }
+            }
+            ScriptCommand::Ping { .. } => self.session.ping(0),
+            ScriptCommand::Disconnect { .. } => {
+                info!(client = self.id, "disconnected by the application");
+                self.closing = true;
+            }
+            ScriptCommand::SetAccess { .. }
+            | ScriptCommand::StopAnswered { .. }
+            | ScriptCommand::Shutdown => {}
+        }
+        self.flush()
     }
 
     fn instance(&self) -> Option<Arc<Instance>> {
@@ -378,6 +510,16 @@ impl Connection {
             );
             return;
         }
+        if !instance.may_publish(self.id, &name) {
+            warn!(client = self.id, stream = %name, "publish refused: no write access (client.writeAccess)");
+            self.session.publish_failed(
+                stream_id,
+                &name,
+                "NetStream.Publish.BadName",
+                &format!("No write access to {name}."),
+            );
+            return;
+        }
         match instance.hub().publish(&name, self.id) {
             Ok(publisher) => {
                 info!(
@@ -391,6 +533,7 @@ impl Connection {
                 );
                 self.session
                     .publish_started(stream_id, &name, &self.client_id());
+                instance.published(self.id, &name, &query);
                 self.published
                     .insert(stream_id, PublishedStream { name, publisher });
             }
@@ -433,6 +576,12 @@ impl Connection {
                 .play_status(stream_id, "error", "NetStream.Play.Failed", &name);
             return Ok(());
         }
+        if !instance.may_play(self.id, &name) {
+            warn!(client = self.id, stream = %name, "play refused: no read access (client.readAccess)");
+            self.session
+                .play_status(stream_id, "error", "NetStream.Play.Failed", &name);
+            return Ok(());
+        }
         let subscription = instance.hub().subscribe(&name);
         info!(
             client = self.id,
@@ -469,6 +618,7 @@ impl Connection {
 
     fn log_unpublish(&self, name: &str, why: &str) {
         if let Some(instance) = &self.instance {
+            instance.unpublished(self.id, name);
             info!(
                 client = self.id,
                 app = instance.app(),
@@ -481,6 +631,26 @@ impl Connection {
     }
 
     fn on_call(&mut self, stream_id: u32, name: &str, transaction_id: f64, args: &[AmfValue]) {
+        let script = self.instance.clone().filter(|i| i.has_script());
+        if let Some(instance) = &script {
+            let encoder_hook = matches!(
+                name,
+                "releaseStream" | "FCPublish" | "FCUnpublish" | "FCSubscribe"
+            );
+            if !matches!(name, "_checkbw" | "getStreamLength") {
+                // The script answers application methods; encoder hooks it may define are
+                // called too, but answered here the way encoders expect.
+                instance.script_event(ScriptEvent::Call {
+                    client_id: self.id,
+                    transaction_id: if encoder_hook { 0.0 } else { transaction_id },
+                    method: name.to_string(),
+                    args: args.to_vec(),
+                });
+                if !encoder_hook {
+                    return;
+                }
+            }
+        }
         let stream_name = args.first().and_then(AmfValue::as_str).unwrap_or("");
         let notification = |code: &str| [build::status_info("status", code, stream_name, vec![])];
         match name {
@@ -589,6 +759,7 @@ impl Connection {
         }
         if let Some(instance) = self.instance.take() {
             instance.remove_client(self.id);
+            instance.script_event(ScriptEvent::Disconnect { client_id: self.id });
         }
     }
 }

@@ -1,11 +1,13 @@
 //! The Ascend server: everything that runs. It joins the protocol crate (`ascend-rtmp`), the
-//! stream hub (`ascend-media`) and, later, the script host, around tokio sockets.
+//! stream hub (`ascend-media`) and the script host (`ascend-script`) around tokio sockets.
 //!
 //! - [`config`]: flags, configuration file, limits.
 //! - [`listener`]: accepting connections under the connection limits.
 //! - [`connection`]: one task per client: handshake, session events, publish and play.
 //! - [`writer`]: the one writer of each socket (commands and frames, vectored writes).
-//! - [`applications`]: which applications exist, running instances and their hubs.
+//! - [`applications`]: which applications exist, running instances, their hubs and clients.
+//! - [`scripting`]: instance scripts: `app.toml`, the command router, watchdog, idle unload,
+//!   hot reload.
 //! - [`logging`]: `tracing` set-up (`RUST_LOG` filter).
 //! - [`cli`]: the `ascend` command.
 
@@ -15,6 +17,7 @@ pub mod config;
 pub mod connection;
 pub mod listener;
 pub mod logging;
+pub mod scripting;
 pub mod writer;
 
 pub use config::ServerConfig;

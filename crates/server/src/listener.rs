@@ -56,14 +56,17 @@ impl Server {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("listening on {}", config.listen))?;
-        let applications = Applications::new(config.apps_dir.clone(), config.hub.hub_config());
-        Ok(Server {
-            listener,
-            context: Arc::new(ServerContext {
-                config,
-                applications,
-            }),
-        })
+        let applications = Applications::new(
+            config.apps_dir.clone(),
+            config.logs_dir.clone(),
+            config.hub.hub_config(),
+        );
+        let context = Arc::new(ServerContext {
+            config,
+            applications,
+        });
+        crate::scripting::watch_for_changes(context.clone())?;
+        Ok(Server { listener, context })
     }
 
     /// The address actually bound (port 0 picks a free one).
