@@ -47,6 +47,15 @@ static NEXT_DIR: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::ne
 impl TestServer {
     /// Starts a server with applications `apps` (empty folders) and optional extra TOML config.
     pub fn start(apps: &[&str], extra_config: &str) -> TestServer {
+        Self::start_with_files(apps, &[], extra_config)
+    }
+
+    /// Like [`TestServer::start`], with files (path under `applications/`, content) in place.
+    pub fn start_with_files(
+        apps: &[&str],
+        files: &[(&str, &str)],
+        extra_config: &str,
+    ) -> TestServer {
         let root = std::env::temp_dir().join(format!(
             "ascend-test-{}-{}",
             std::process::id(),
@@ -57,6 +66,11 @@ impl TestServer {
             std::fs::create_dir_all(root.join("applications").join(app)).expect("app folder");
         }
         std::fs::create_dir_all(root.join("applications")).expect("apps folder");
+        for (path, content) in files {
+            let path = root.join("applications").join(path);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("folder");
+            std::fs::write(path, content).expect("file");
+        }
         let config_path = root.join("ascend.toml");
         std::fs::write(&config_path, extra_config).expect("config");
         let log_path = root.join("server.log");
@@ -121,6 +135,45 @@ impl TestServer {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// The instance log (`logs/_defaultVHost_/APP/INSTANCE/application.00.log`) so far.
+    pub fn instance_log(&self, app_instance: &str) -> String {
+        std::fs::read_to_string(
+            self.root
+                .join("logs/_defaultVHost_")
+                .join(app_instance)
+                .join("application.00.log"),
+        )
+        .unwrap_or_default()
+    }
+
+    /// Waits until the instance log contains `needle`; returns the whole log. Panics after
+    /// `timeout`.
+    pub fn wait_for_instance_log(
+        &self,
+        app_instance: &str,
+        needle: &str,
+        timeout: Duration,
+    ) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let log = self.instance_log(app_instance);
+            if log.contains(needle) {
+                return log;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} in the {app_instance} log within {timeout:?}; log:\n{log}\nserver log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Writes a file under `applications/`.
+    pub fn write_app_file(&self, path: &str, content: &str) {
+        std::fs::write(self.root.join("applications").join(path), content).expect("write");
     }
 
     /// Asserts the process is still running and never panicked.
