@@ -253,7 +253,7 @@ impl Instance {
     }
 }
 
-type InstanceMap = Arc<Mutex<HashMap<(String, String), Arc<Instance>>>>;
+pub(crate) type InstanceMap = Arc<Mutex<HashMap<(String, String), Arc<Instance>>>>;
 
 /// All applications and their running instances.
 pub struct Applications {

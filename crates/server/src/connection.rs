@@ -99,8 +99,24 @@ pub async fn serve(socket: TcpStream, peer: SocketAddr, context: Arc<ServerConte
             seconds = started.elapsed().as_secs_f32(),
             "disconnect"
         ),
+        Err(ConnectionError::Io(error)) if peer_went_away(&error) => info!(
+            client = id,
+            ip = %peer.ip(),
+            %error,
+            seconds = started.elapsed().as_secs_f32(),
+            "disconnect"
+        ),
         Err(error) => warn!(client = id, ip = %peer.ip(), %error, "connection closed"),
     }
+}
+
+/// A peer that closed abruptly (players often do): an ordinary disconnect, not a fault.
+fn peer_went_away(error: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        error.kind(),
+        ConnectionReset | BrokenPipe | UnexpectedEof | ConnectionAborted
+    )
 }
 
 struct Summary {

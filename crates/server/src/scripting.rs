@@ -5,14 +5,14 @@
 //! The script thread never touches a socket or a frame: it sends [`ScriptCommand`]s to the
 //! instance's router, which hands each to the client's connection task.
 
-use crate::applications::{remove_instance, Instance};
+use crate::applications::{remove_instance, Instance, InstanceMap};
 use ascend_script::{
     find_script, ScriptCommand, ScriptConfig, ScriptEvent, ScriptInstance, ScriptLimits,
 };
 use serde::Deserialize;
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
@@ -156,7 +156,7 @@ pub struct RouterContext {
 pub async fn route(
     instance: Arc<Instance>,
     mut commands: mpsc::Receiver<ScriptCommand>,
-    instances: Arc<Mutex<HashMap<(String, String), Arc<Instance>>>>,
+    instances: InstanceMap,
     context: Arc<RouterContext>,
 ) {
     let mut tick = tokio::time::interval(Duration::from_millis(250));
