@@ -443,3 +443,36 @@ async fn the_seed_script_runs_when_ffmpeg_publishes() {
     server.wait_for_instance_log("livestreams/_definst_", "localnews is unpublishing", WAIT);
     server.assert_healthy();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_instance_unloads_with_on_app_stop_and_starts_again_on_the_next_connect() {
+    let script = r#"
+        application.onAppStart = function() { trace("onAppStart"); };
+        application.onAppStop = function(info) { trace("onAppStop " + info.code); return true; };
+    "#;
+    let mut server = TestServer::start_with_files(
+        &["idle"],
+        &[
+            ("idle/main.asc", script),
+            ("idle/app.toml", "idle_unload_secs = 1\n"),
+        ],
+        "",
+    );
+    drop(
+        connect_with(&server, "idle", vec![])
+            .await
+            .expect("first connect"),
+    );
+    server.wait_for_instance_log("idle/_definst_", "onAppStop Application.GC", WAIT);
+    server.wait_for_log("instance unloaded", WAIT);
+    let _again = connect_with(&server, "idle", vec![])
+        .await
+        .expect("second connect");
+    let log = server.instance_log("idle/_definst_");
+    assert_eq!(
+        log.matches("onAppStart").count(),
+        2,
+        "instance did not start again:\n{log}"
+    );
+    server.assert_healthy();
+}

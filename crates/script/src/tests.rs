@@ -317,3 +317,111 @@ fn reload_keeps_clients_and_replays_publish_and_a_syntax_error_keeps_the_old_scr
         "syntax error without its file: {log}"
     );
 }
+
+#[test]
+fn an_exception_in_on_connect_rejects_that_client_only() {
+    let app = App::new(
+        "throwing",
+        r#"
+        application.onConnect = function(client, name) {
+            if (name == "bad") throw new Error("no thanks");
+            return true;
+        };
+        "#,
+    );
+    let (script, mut rx) = app.start(ScriptLimits::default());
+    script.send(ScriptEvent::Connect {
+        client: client(1),
+        args: vec![AmfValue::string("bad")],
+    });
+    assert!(matches!(
+        next(&mut rx),
+        ScriptCommand::Reject { client_id: 1, .. }
+    ));
+    script.send(ScriptEvent::Connect {
+        client: client(2),
+        args: vec![AmfValue::string("good")],
+    });
+    assert_eq!(next(&mut rx), ScriptCommand::Accept { client_id: 2 });
+    assert!(app.log().contains("no thanks"), "{}", app.log());
+}
+
+#[test]
+fn registered_classes_type_amf_objects_both_ways() {
+    let app = App::new(
+        "classes",
+        r#"
+        function User() {}
+        User.prototype.greet = function() { return "hello " + this.name; };
+        application.registerClass("com.example.User", User);
+        Client.prototype.greet = function(user) { return user.greet(); };
+        Client.prototype.make = function() { var u = new User(); u.name = "zoe"; return u; };
+        "#,
+    );
+    let (script, mut rx) = app.start(ScriptLimits::default());
+    script.send(ScriptEvent::Connect {
+        client: client(1),
+        args: vec![],
+    });
+    assert_eq!(next(&mut rx), ScriptCommand::Accept { client_id: 1 });
+    let typed = AmfValue::Object {
+        class_name: Some("com.example.User".into()),
+        properties: vec![("name".into(), AmfValue::string("ann"))],
+    };
+    script.send(ScriptEvent::Call {
+        client_id: 1,
+        transaction_id: 1.0,
+        method: "greet".into(),
+        args: vec![typed],
+    });
+    assert_eq!(
+        next(&mut rx),
+        ScriptCommand::CallResult {
+            client_id: 1,
+            transaction_id: 1.0,
+            result: Ok(AmfValue::string("hello ann"))
+        }
+    );
+    script.send(ScriptEvent::Call {
+        client_id: 1,
+        transaction_id: 2.0,
+        method: "make".into(),
+        args: vec![],
+    });
+    assert_eq!(
+        next(&mut rx),
+        ScriptCommand::CallResult {
+            client_id: 1,
+            transaction_id: 2.0,
+            result: Ok(AmfValue::Object {
+                class_name: Some("com.example.User".into()),
+                properties: vec![("name".into(), AmfValue::string("zoe"))],
+            })
+        }
+    );
+}
+
+#[test]
+fn on_app_stop_can_refuse_an_unload() {
+    let app = App::new(
+        "stop",
+        r#"
+        var stops = 0;
+        application.onAppStop = function(info) { stops++; trace("onAppStop " + info.code + " " + stops); return stops > 1; };
+        "#,
+    );
+    let (script, mut rx) = app.start(ScriptLimits::default());
+    script.send(ScriptEvent::Stop {
+        code: "Application.GC".into(),
+    });
+    assert_eq!(next(&mut rx), ScriptCommand::StopAnswered { unload: false });
+    script.send(ScriptEvent::Stop {
+        code: "Application.GC".into(),
+    });
+    assert_eq!(next(&mut rx), ScriptCommand::StopAnswered { unload: true });
+    assert!(
+        app.log().contains("onAppStop Application.GC 2"),
+        "{}",
+        app.log()
+    );
+}
