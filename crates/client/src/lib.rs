@@ -117,6 +117,9 @@ pub struct RtmpClient {
     encoder: ChunkEncoder,
     read_buffer: Vec<u8>,
     queued: VecDeque<ClientEvent>,
+    /// Bytes encoded but not yet written: kept here so that a write interrupted by a
+    /// cancelled future (in `select!`) resumes where it stopped.
+    unwritten: WriteBatch,
     /// The info object of the connect answer.
     pub connect_info: AmfValue,
 }
@@ -141,6 +144,7 @@ impl RtmpClient {
             encoder: ChunkEncoder::new(),
             read_buffer: vec![0; 64 * 1024],
             queued: VecDeque::new(),
+            unwritten: WriteBatch::new(),
             connect_info: AmfValue::Null,
         };
         let remaining = client.handshake().await?;
@@ -174,17 +178,13 @@ impl RtmpClient {
         &mut self.session
     }
 
-    /// Writes everything queued, in one vectored write where the socket allows.
+    /// Writes everything queued, in one vectored write where the socket allows. Cancel-safe:
+    /// what a cancelled call did not write is written by the next one, in order.
     pub async fn flush(&mut self) -> Result<(), ClientError> {
-        let messages = self.session.take_outgoing();
-        if messages.is_empty() {
-            return Ok(());
+        for message in &self.session.take_outgoing() {
+            self.encoder.encode(message, &mut self.unwritten);
         }
-        let mut batch = WriteBatch::new();
-        for message in &messages {
-            self.encoder.encode(message, &mut batch);
-        }
-        write_batch(&mut self.socket, &mut batch).await?;
+        write_batch(&mut self.socket, &mut self.unwritten).await?;
         Ok(())
     }
 
@@ -194,7 +194,7 @@ impl RtmpClient {
         self.flush().await
     }
 
-    /// The next event from the server, reading as needed.
+    /// The next event from the server, reading as needed. Cancel-safe.
     pub async fn next_event(&mut self) -> Result<ClientEvent, ClientError> {
         if let Some(event) = self.queued.pop_front() {
             return Ok(event);
@@ -229,9 +229,14 @@ impl RtmpClient {
     async fn next_event_from_socket(&mut self) -> Result<ClientEvent, ClientError> {
         loop {
             if let Some(event) = self.session.next_event()? {
-                // Acknowledgements and ping answers queued by the session go out at once.
+                // Acknowledgements and ping answers queued by the session go out at once. The
+                // event waits in the queue meanwhile, so a cancelled flush loses nothing.
+                self.queued.push_back(event);
                 self.flush().await?;
-                return Ok(event);
+                if let Some(event) = self.queued.pop_front() {
+                    return Ok(event);
+                }
+                continue;
             }
             let n = self.socket.read(&mut self.read_buffer).await?;
             if n == 0 {

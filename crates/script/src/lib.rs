@@ -180,6 +180,39 @@ pub enum ScriptEvent {
     },
     /// The script files changed: load them into a new context (kept only if they load).
     Reload,
+    /// A status for a server-side NetConnection (`nc.onStatus(info)`).
+    NetConnectionStatus {
+        /// The NetConnection id.
+        nc_id: u64,
+        /// The info object.
+        info: AmfValue,
+    },
+    /// The remote side invoked a method on a server-side NetConnection (`nc.method(...)`);
+    /// answered with [`ScriptCommand::NetConnectionRespond`] unless `transaction_id` is 0.
+    NetConnectionInvoked {
+        /// The NetConnection id.
+        nc_id: u64,
+        /// Transaction id of the remote call.
+        transaction_id: f64,
+        /// Method name.
+        method: String,
+        /// Arguments.
+        args: Vec<AmfValue>,
+    },
+    /// A status for a server-side NetStream (`ns.onStatus(info)`).
+    NetStreamStatus {
+        /// The NetStream id.
+        ns_id: u64,
+        /// The info object.
+        info: AmfValue,
+    },
+    /// A status for a server-side Stream (`stream.onStatus(info)`).
+    StreamStatus {
+        /// The stream name.
+        name: String,
+        /// The info object.
+        info: AmfValue,
+    },
     /// Unload request (`onAppStop(info)`); answered with [`ScriptCommand::StopAnswered`].
     Stop {
         /// The info code (`Application.Shutdown`, `Application.GC`).
@@ -248,6 +281,91 @@ pub enum ScriptCommand {
     },
     /// `application.shutdown()`: disconnect everyone and unload.
     Shutdown,
+    /// `nc.connect(uri, ...args)`: open an outgoing RTMP connection.
+    NetConnectionConnect {
+        /// The NetConnection id (chosen by the script host).
+        nc_id: u64,
+        /// `rtmp://host[:port]/app[/instance]`.
+        uri: String,
+        /// Connect arguments.
+        args: Vec<AmfValue>,
+    },
+    /// `nc.call(method, responder, ...args)`; answers come as [`ScriptEvent::CallResponse`].
+    NetConnectionCall {
+        /// The NetConnection id.
+        nc_id: u64,
+        /// Method name.
+        method: String,
+        /// Arguments.
+        args: Vec<AmfValue>,
+        /// Responder id (0: no answer wanted).
+        call_id: u64,
+    },
+    /// The answer to [`ScriptEvent::NetConnectionInvoked`].
+    NetConnectionRespond {
+        /// The NetConnection id.
+        nc_id: u64,
+        /// The remote transaction id.
+        transaction_id: f64,
+        /// `Ok(value)` → `_result`, `Err(description)` → `_error`.
+        result: Result<AmfValue, String>,
+    },
+    /// `nc.close()`.
+    NetConnectionClose {
+        /// The NetConnection id.
+        nc_id: u64,
+    },
+    /// `ns.attach(stream)` (`Some(name)`) or `ns.attach(false)` (`None`).
+    NetStreamAttach {
+        /// The NetStream id.
+        ns_id: u64,
+        /// Its NetConnection.
+        nc_id: u64,
+        /// The local stream to send.
+        source: Option<String>,
+    },
+    /// `ns.publish(name, how)`.
+    NetStreamPublish {
+        /// The NetStream id.
+        ns_id: u64,
+        /// Its NetConnection.
+        nc_id: u64,
+        /// The name on the remote server.
+        name: String,
+        /// `live`, `record` or `append`.
+        mode: String,
+    },
+    /// `ns.publish(false)`.
+    NetStreamUnpublish {
+        /// The NetStream id.
+        ns_id: u64,
+        /// Its NetConnection.
+        nc_id: u64,
+    },
+    /// `ns.send(handler, ...args)`: a data message on the published stream.
+    NetStreamSend {
+        /// The NetStream id.
+        ns_id: u64,
+        /// Its NetConnection.
+        nc_id: u64,
+        /// Handler name then arguments.
+        values: Vec<AmfValue>,
+    },
+    /// `stream.play(source, start, len, reset, nc)`: feed the server-side stream `name` from
+    /// the local live stream `source`, or from `source` on the remote server of `nc_id`.
+    StreamPlay {
+        /// The server-side stream being fed.
+        name: String,
+        /// What to play.
+        source: String,
+        /// The NetConnection to pull through (0: a local stream).
+        nc_id: u64,
+    },
+    /// `stream.play(false)`: stop feeding `name`.
+    StreamStop {
+        /// The server-side stream.
+        name: String,
+    },
 }
 
 /// A running instance script, seen from the server: send events, watch for hangs.

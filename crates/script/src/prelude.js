@@ -271,3 +271,105 @@ function __ascend_typed(className, object) {
     if (typeof constructor == "function") Object.setPrototypeOf(object, constructor.prototype);
     return object;
 }
+
+// ---- Multipoint publishing: server-side NetConnection, NetStream and Stream ----
+
+var __ascend_netConnections = {};
+var __ascend_netStreams = {};
+
+function NetConnection() {
+    __ascend_hide(this, "__id", __ascend.newId());
+    this.isConnected = false;
+    this.uri = null;
+    this.objectEncoding = 0;
+    __ascend_netConnections[this.__id] = this;
+}
+NetConnection.prototype.connect = function (uri) {
+    this.uri = String(uri);
+    __ascend.ncConnect(this.__id, this.uri, Array.prototype.slice.call(arguments, 1));
+    return true;
+};
+NetConnection.prototype.call = function (method, responder) {
+    var callId = 0;
+    if (responder) {
+        callId = __ascend_nextCallId++;
+        __ascend_responders[callId] = responder;
+    }
+    __ascend.ncCall(this.__id, String(method), callId, Array.prototype.slice.call(arguments, 2));
+    return true;
+};
+NetConnection.prototype.close = function () {
+    __ascend.ncClose(this.__id);
+    this.isConnected = false;
+};
+
+function NetStream(connection) {
+    if (!connection || connection.__id === undefined) throw new TypeError("new NetStream(netConnection)");
+    __ascend_hide(this, "__id", __ascend.newId());
+    __ascend_hide(this, "__nc", connection.__id);
+    this.bufferTime = 0;
+    this.time = 0;
+    __ascend_netStreams[this.__id] = this;
+}
+NetStream.prototype.attach = function (stream) {
+    __ascend.nsAttach(this.__id, this.__nc, stream ? String(stream.name) : null);
+    return true;
+};
+NetStream.prototype.publish = function (name, how) {
+    if (name === false || name === null || name === undefined) __ascend.nsUnpublish(this.__id, this.__nc);
+    else __ascend.nsPublish(this.__id, this.__nc, String(name), how ? String(how) : "live");
+    return true;
+};
+NetStream.prototype.setBufferTime = function (seconds) { this.bufferTime = Number(seconds) || 0; };
+NetStream.prototype.send = function (handler) {
+    __ascend.nsSend(this.__id, this.__nc, Array.prototype.slice.call(arguments, 0));
+    return true;
+};
+
+Stream.get = function (name) {
+    name = String(name);
+    if (!__ascend_streams[name]) __ascend_streams[name] = new Stream(name, "");
+    return __ascend_streams[name];
+};
+Stream.length = function () { return -1; }; // live streams have no length
+Stream.destroy = function (stream) {
+    if (!stream) return false;
+    __ascend.streamStop(String(stream.name));
+    delete __ascend_streams[stream.name];
+    return true;
+};
+Stream.prototype.bufferTime = 0;
+Stream.prototype.time = 0;
+Stream.prototype.setBufferTime = function (seconds) { this.bufferTime = Number(seconds) || 0; };
+Stream.prototype.play = function (source, start, length, reset, remoteConnection) {
+    if (source === false || source === null) {
+        __ascend.streamStop(this.name);
+        return true;
+    }
+    __ascend.streamPlay(this.name, String(source), remoteConnection ? remoteConnection.__id : 0);
+    return true;
+};
+
+function __ascend_ncStatus(id, info) {
+    var nc = __ascend_netConnections[id];
+    if (!nc) return;
+    if (info.code == "NetConnection.Connect.Success") nc.isConnected = true;
+    else if (info.level == "error" || info.code == "NetConnection.Connect.Closed") nc.isConnected = false;
+    if (typeof nc.onStatus == "function") nc.onStatus(info);
+}
+
+function __ascend_ncInvoked(id, method, args) {
+    var nc = __ascend_netConnections[id];
+    if (!nc || typeof nc[method] != "function") return { found: false };
+    return { found: true, value: nc[method].apply(nc, args) };
+}
+
+function __ascend_nsStatus(id, info) {
+    var ns = __ascend_netStreams[id];
+    if (ns && typeof ns.onStatus == "function") ns.onStatus(info);
+}
+
+function __ascend_streamStatus(name, info) {
+    var stream = __ascend_streams[name];
+    if (stream && typeof stream.onStatus == "function") stream.onStatus(info);
+}

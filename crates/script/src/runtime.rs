@@ -81,6 +81,8 @@ struct Host {
     streams: BTreeMap<String, RestoredStream>,
     stats: Stats,
     load_depth: usize,
+    /// Ids of server-side NetConnections and NetStreams.
+    next_object_id: u64,
 }
 
 impl Host {
@@ -239,17 +241,7 @@ fn native_call_client(_: &JsValue, args: &[JsValue], context: &mut Context) -> J
     let client_id = arg_id(args, 0, context)?;
     let method = arg_string(args, 1, context)?;
     let call_id = arg_id(args, 2, context)?;
-    let values = match arg(args, 3).as_object() {
-        Some(array) if array.is_array() => {
-            let array = JsArray::from_object(array)?;
-            let mut values = Vec::new();
-            for i in 0..array.length(context)? {
-                values.push(array.get(i, context)?);
-            }
-            js_values_to_amf(&values, context)?
-        }
-        _ => Vec::new(),
-    };
+    let values = values_of_array(&arg(args, 3), context)?;
     host(context)?.borrow().send(ScriptCommand::CallClient {
         client_id,
         method,
@@ -330,6 +322,135 @@ fn native_gc(_: &JsValue, _: &[JsValue], _: &mut Context) -> JsResult<JsValue> {
     Ok(JsValue::undefined())
 }
 
+fn values_of_array(value: &JsValue, context: &mut Context) -> JsResult<Vec<AmfValue>> {
+    match value.as_object() {
+        Some(array) if array.is_array() => {
+            let array = JsArray::from_object(array)?;
+            let mut values = Vec::new();
+            for i in 0..array.length(context)? {
+                values.push(array.get(i, context)?);
+            }
+            js_values_to_amf(&values, context)
+        }
+        _ => Ok(Vec::new()),
+    }
+}
+
+fn native_new_id(_: &JsValue, _: &[JsValue], context: &mut Context) -> JsResult<JsValue> {
+    let host = host(context)?;
+    let mut h = host.borrow_mut();
+    h.next_object_id += 1;
+    Ok(JsValue::from(h.next_object_id as f64))
+}
+
+fn send_command(context: &Context, command: ScriptCommand) -> JsResult<JsValue> {
+    host(context)?.borrow().send(command);
+    Ok(JsValue::from(true))
+}
+
+fn native_nc_connect(_: &JsValue, args: &[JsValue], context: &mut Context) -> JsResult<JsValue> {
+    let nc_id = arg_id(args, 0, context)?;
+    let uri = arg_string(args, 1, context)?;
+    let args = values_of_array(&arg(args, 2), context)?;
+    send_command(
+        context,
+        ScriptCommand::NetConnectionConnect { nc_id, uri, args },
+    )
+}
+
+fn native_nc_call(_: &JsValue, args: &[JsValue], context: &mut Context) -> JsResult<JsValue> {
+    let nc_id = arg_id(args, 0, context)?;
+    let method = arg_string(args, 1, context)?;
+    let call_id = arg_id(args, 2, context)?;
+    let args = values_of_array(&arg(args, 3), context)?;
+    send_command(
+        context,
+        ScriptCommand::NetConnectionCall {
+            nc_id,
+            method,
+            args,
+            call_id,
+        },
+    )
+}
+
+fn native_nc_close(_: &JsValue, args: &[JsValue], context: &mut Context) -> JsResult<JsValue> {
+    let nc_id = arg_id(args, 0, context)?;
+    send_command(context, ScriptCommand::NetConnectionClose { nc_id })
+}
+
+fn native_ns_attach(_: &JsValue, args: &[JsValue], context: &mut Context) -> JsResult<JsValue> {
+    let ns_id = arg_id(args, 0, context)?;
+    let nc_id = arg_id(args, 1, context)?;
+    let source = match arg(args, 2) {
+        v if v.is_null_or_undefined() => None,
+        v => Some(v.to_string(context)?.to_std_string_escaped()),
+    };
+    send_command(
+        context,
+        ScriptCommand::NetStreamAttach {
+            ns_id,
+            nc_id,
+            source,
+        },
+    )
+}
+
+fn native_ns_publish(_: &JsValue, args: &[JsValue], context: &mut Context) -> JsResult<JsValue> {
+    let ns_id = arg_id(args, 0, context)?;
+    let nc_id = arg_id(args, 1, context)?;
+    let name = arg_string(args, 2, context)?;
+    let mode = arg_string(args, 3, context)?;
+    send_command(
+        context,
+        ScriptCommand::NetStreamPublish {
+            ns_id,
+            nc_id,
+            name,
+            mode,
+        },
+    )
+}
+
+fn native_ns_unpublish(_: &JsValue, args: &[JsValue], context: &mut Context) -> JsResult<JsValue> {
+    let ns_id = arg_id(args, 0, context)?;
+    let nc_id = arg_id(args, 1, context)?;
+    send_command(context, ScriptCommand::NetStreamUnpublish { ns_id, nc_id })
+}
+
+fn native_ns_send(_: &JsValue, args: &[JsValue], context: &mut Context) -> JsResult<JsValue> {
+    let ns_id = arg_id(args, 0, context)?;
+    let nc_id = arg_id(args, 1, context)?;
+    let values = values_of_array(&arg(args, 2), context)?;
+    send_command(
+        context,
+        ScriptCommand::NetStreamSend {
+            ns_id,
+            nc_id,
+            values,
+        },
+    )
+}
+
+fn native_stream_play(_: &JsValue, args: &[JsValue], context: &mut Context) -> JsResult<JsValue> {
+    let name = arg_string(args, 0, context)?;
+    let source = arg_string(args, 1, context)?;
+    let nc_id = arg_id(args, 2, context)?;
+    send_command(
+        context,
+        ScriptCommand::StreamPlay {
+            name,
+            source,
+            nc_id,
+        },
+    )
+}
+
+fn native_stream_stop(_: &JsValue, args: &[JsValue], context: &mut Context) -> JsResult<JsValue> {
+    let name = arg_string(args, 0, context)?;
+    send_command(context, ScriptCommand::StreamStop { name })
+}
+
 fn native_shutdown(_: &JsValue, _: &[JsValue], context: &mut Context) -> JsResult<JsValue> {
     host(context)?.borrow().send(ScriptCommand::Shutdown);
     Ok(JsValue::undefined())
@@ -369,6 +490,7 @@ pub(crate) fn run(
         streams: BTreeMap::new(),
         stats: Stats::default(),
         load_depth: 0,
+        next_object_id: 0,
     };
     if let Some((clients, streams)) = restore {
         for client in clients {
@@ -498,6 +620,56 @@ impl Runtime {
                 NativeFunction::from_fn_ptr(native_shutdown),
                 js_string!("shutdown"),
                 0,
+            )
+            .function(
+                NativeFunction::from_fn_ptr(native_new_id),
+                js_string!("newId"),
+                0,
+            )
+            .function(
+                NativeFunction::from_fn_ptr(native_nc_connect),
+                js_string!("ncConnect"),
+                3,
+            )
+            .function(
+                NativeFunction::from_fn_ptr(native_nc_call),
+                js_string!("ncCall"),
+                4,
+            )
+            .function(
+                NativeFunction::from_fn_ptr(native_nc_close),
+                js_string!("ncClose"),
+                1,
+            )
+            .function(
+                NativeFunction::from_fn_ptr(native_ns_attach),
+                js_string!("nsAttach"),
+                3,
+            )
+            .function(
+                NativeFunction::from_fn_ptr(native_ns_publish),
+                js_string!("nsPublish"),
+                4,
+            )
+            .function(
+                NativeFunction::from_fn_ptr(native_ns_unpublish),
+                js_string!("nsUnpublish"),
+                2,
+            )
+            .function(
+                NativeFunction::from_fn_ptr(native_ns_send),
+                js_string!("nsSend"),
+                3,
+            )
+            .function(
+                NativeFunction::from_fn_ptr(native_stream_play),
+                js_string!("streamPlay"),
+                3,
+            )
+            .function(
+                NativeFunction::from_fn_ptr(native_stream_stop),
+                js_string!("streamStop"),
+                1,
             )
             .build();
         let registered = context
@@ -766,6 +938,52 @@ impl Runtime {
                 });
             }
             ScriptEvent::Reload => self.install(),
+            ScriptEvent::NetConnectionStatus { nc_id, info } => {
+                let _ = self.call("__ascend_ncStatus", |c| {
+                    Ok(vec![JsValue::from(nc_id as f64), amf_to_js(&info, c)?])
+                });
+            }
+            ScriptEvent::NetStreamStatus { ns_id, info } => {
+                let _ = self.call("__ascend_nsStatus", |c| {
+                    Ok(vec![JsValue::from(ns_id as f64), amf_to_js(&info, c)?])
+                });
+            }
+            ScriptEvent::StreamStatus { name, info } => {
+                let _ = self.call("__ascend_streamStatus", |c| {
+                    Ok(vec![
+                        JsValue::from(JsString::from(name.as_str())),
+                        amf_to_js(&info, c)?,
+                    ])
+                });
+            }
+            ScriptEvent::NetConnectionInvoked {
+                nc_id,
+                transaction_id,
+                method,
+                args,
+            } => {
+                let outcome = self.call("__ascend_ncInvoked", |c| {
+                    let mut values = Vec::with_capacity(args.len());
+                    for a in &args {
+                        values.push(amf_to_js(a, c)?);
+                    }
+                    Ok(vec![
+                        JsValue::from(nc_id as f64),
+                        JsValue::from(JsString::from(method.as_str())),
+                        JsArray::from_iter(values, c).into(),
+                    ])
+                });
+                if transaction_id != 0.0 {
+                    let result = self.found_value(outcome, &method);
+                    self.host
+                        .borrow()
+                        .send(ScriptCommand::NetConnectionRespond {
+                            nc_id,
+                            transaction_id,
+                            result,
+                        });
+                }
+            }
             ScriptEvent::Stop { code } => {
                 let info = AmfValue::object([
                     ("code", AmfValue::string(&code)),
@@ -801,38 +1019,39 @@ impl Runtime {
         if transaction_id == 0.0 {
             return;
         }
-        let result = match outcome {
-            Ok(value) => {
-                let Some(context) = self.context.as_mut() else {
-                    return;
-                };
-                let found = value
-                    .as_object()
-                    .map(|o| o.get(js_string!("found"), context))
-                    .transpose()
-                    .ok()
-                    .flatten()
-                    .is_some_and(|v| v.to_boolean());
-                if found {
-                    let returned = value
-                        .as_object()
-                        .map(|o| o.get(js_string!("value"), context))
-                        .transpose()
-                        .ok()
-                        .flatten()
-                        .unwrap_or_default();
-                    js_to_amf(&returned, context).map_err(|e| e.to_string())
-                } else {
-                    Err(format!("Method not found ({method})."))
-                }
-            }
-            Err(message) => Err(message),
-        };
+        let result = self.found_value(outcome, method);
         self.host.borrow().send(ScriptCommand::CallResult {
             client_id,
             transaction_id,
             result,
         });
+    }
+
+    /// The answer of a `{found, value}` lookup made by the prelude.
+    fn found_value(
+        &mut self,
+        outcome: Result<JsValue, String>,
+        method: &str,
+    ) -> Result<AmfValue, String> {
+        let value = outcome?;
+        let Some(context) = self.context.as_mut() else {
+            return Err("the application script is not loaded".into());
+        };
+        let field = |name: &str, context: &mut Context| {
+            value
+                .as_object()
+                .map(|o| o.get(JsString::from(name), context))
+                .transpose()
+                .ok()
+                .flatten()
+                .unwrap_or_default()
+        };
+        if field("found", context).to_boolean() {
+            let returned = field("value", context);
+            js_to_amf(&returned, context).map_err(|e| e.to_string())
+        } else {
+            Err(format!("Method not found ({method})."))
+        }
     }
 
     fn until_next_timer(&self) -> Duration {

@@ -271,6 +271,7 @@ impl Applications {
             router_context: Arc::new(RouterContext {
                 apps_dir: apps_dir.clone(),
                 logs_dir: logs_dir.clone(),
+                own_port: std::sync::atomic::AtomicU16::new(0),
             }),
             apps_dir,
             logs_dir,
@@ -337,6 +338,13 @@ impl Applications {
             .filter(|((a, _), _)| a == app)
             .map(|(_, i)| i.clone())
             .collect()
+    }
+
+    /// Records the port this server listens on (`rtmp://localhost/APP` means this server).
+    pub fn set_own_port(&self, port: u16) {
+        self.router_context
+            .own_port
+            .store(port, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The logs folder.

@@ -492,9 +492,8 @@ impl Connection {
                 info!(client = self.id, "disconnected by the application");
                 self.closing = true;
             }
-            ScriptCommand::SetAccess { .. }
-            | ScriptCommand::StopAnswered { .. }
-            | ScriptCommand::Shutdown => {}
+            // Instance-level commands stop at the router; none reach a connection.
+            _ => {}
         }
         self.flush()
     }

@@ -8,6 +8,7 @@
 //! - [`applications`]: which applications exist, running instances, their hubs and clients.
 //! - [`scripting`]: instance scripts: `app.toml`, the command router, watchdog, idle unload,
 //!   hot reload.
+//! - [`relay`]: multipoint publishing: server-side NetConnection / NetStream / Stream.play.
 //! - [`logging`]: `tracing` set-up (`RUST_LOG` filter).
 //! - [`cli`]: the `ascend` command.
 
@@ -17,6 +18,7 @@ pub mod config;
 pub mod connection;
 pub mod listener;
 pub mod logging;
+pub mod relay;
 pub mod scripting;
 pub mod writer;
 

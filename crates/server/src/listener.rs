@@ -61,6 +61,9 @@ impl Server {
             config.logs_dir.clone(),
             config.hub.hub_config(),
         );
+        if let Ok(address) = listener.local_addr() {
+            applications.set_own_port(address.port());
+        }
         let context = Arc::new(ServerContext {
             config,
             applications,

@@ -6,6 +6,7 @@
 //! instance's router, which hands each to the client's connection task.
 
 use crate::applications::{remove_instance, Instance, InstanceMap};
+use crate::relay::{self, RelayCommand};
 use ascend_script::{
     find_script, ScriptCommand, ScriptConfig, ScriptEvent, ScriptInstance, ScriptLimits,
 };
@@ -144,12 +145,206 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "localhost".to_string())
 }
 
-/// Where the router finds what it needs to restart a script.
+/// Where the router finds what it needs to restart a script and reach this server.
 pub struct RouterContext {
     /// The applications folder.
     pub apps_dir: PathBuf,
     /// The logs folder.
     pub logs_dir: PathBuf,
+    /// The port this server listens on (for `rtmp://localhost/...` without a port).
+    pub own_port: std::sync::atomic::AtomicU16,
+}
+
+/// The multipoint-publishing state of one instance: its server-side NetConnections and the
+/// server-side streams fed by `Stream.play`.
+#[derive(Default)]
+struct Relays {
+    connections: HashMap<u64, mpsc::UnboundedSender<RelayCommand>>,
+    local_feeds: HashMap<String, tokio::task::JoinHandle<()>>,
+    pulls: HashMap<String, u64>,
+}
+
+impl Relays {
+    fn handle(
+        &mut self,
+        instance: &Arc<Instance>,
+        context: &RouterContext,
+        command: ScriptCommand,
+    ) {
+        let to_connection = |relays: &Self, nc_id: u64, command: RelayCommand| -> bool {
+            relays
+                .connections
+                .get(&nc_id)
+                .is_some_and(|c| c.send(command).is_ok())
+        };
+        match command {
+            ScriptCommand::NetConnectionConnect { nc_id, uri, args } => {
+                let own_port = context.own_port.load(std::sync::atomic::Ordering::Relaxed);
+                match relay::resolve_uri(&uri, own_port) {
+                    Ok(url) => {
+                        let (sender, receiver) = mpsc::unbounded_channel();
+                        self.connections.insert(nc_id, sender);
+                        tokio::spawn(relay::run_net_connection(
+                            nc_id,
+                            url,
+                            args,
+                            instance.clone(),
+                            receiver,
+                        ));
+                    }
+                    Err(error) => {
+                        instance.script_event(ScriptEvent::NetConnectionStatus {
+                            nc_id,
+                            info: ascend_rtmp::build::status_info(
+                                "error",
+                                "NetConnection.Connect.Failed",
+                                &error.to_string(),
+                                vec![],
+                            ),
+                        });
+                    }
+                }
+            }
+            ScriptCommand::NetConnectionCall {
+                nc_id,
+                method,
+                args,
+                call_id,
+            } => {
+                if !to_connection(
+                    self,
+                    nc_id,
+                    RelayCommand::Call {
+                        method,
+                        args,
+                        call_id,
+                    },
+                ) && call_id != 0
+                {
+                    instance.script_event(ScriptEvent::CallResponse {
+                        call_id,
+                        success: false,
+                        values: vec![ascend_rtmp::build::status_info(
+                            "error",
+                            "NetConnection.Call.Failed",
+                            "The NetConnection is not connected.",
+                            vec![],
+                        )],
+                    });
+                }
+            }
+            ScriptCommand::NetConnectionRespond {
+                nc_id,
+                transaction_id,
+                result,
+            } => {
+                to_connection(
+                    self,
+                    nc_id,
+                    RelayCommand::Respond {
+                        transaction_id,
+                        result,
+                    },
+                );
+            }
+            ScriptCommand::NetConnectionClose { nc_id } => {
+                if let Some(connection) = self.connections.remove(&nc_id) {
+                    let _ = connection.send(RelayCommand::Close);
+                }
+            }
+            ScriptCommand::NetStreamAttach {
+                ns_id,
+                nc_id,
+                source,
+            } => {
+                to_connection(self, nc_id, RelayCommand::Attach { ns_id, source });
+            }
+            ScriptCommand::NetStreamPublish {
+                ns_id,
+                nc_id,
+                name,
+                mode,
+            } => {
+                if !to_connection(self, nc_id, RelayCommand::Publish { ns_id, name, mode }) {
+                    instance.script_event(ScriptEvent::NetStreamStatus {
+                        ns_id,
+                        info: ascend_rtmp::build::status_info(
+                            "error",
+                            "NetStream.Failed",
+                            "The NetConnection is not connected.",
+                            vec![],
+                        ),
+                    });
+                }
+            }
+            ScriptCommand::NetStreamUnpublish { ns_id, nc_id } => {
+                to_connection(self, nc_id, RelayCommand::Unpublish { ns_id });
+            }
+            ScriptCommand::NetStreamSend {
+                ns_id,
+                nc_id,
+                values,
+            } => {
+                to_connection(self, nc_id, RelayCommand::Send { ns_id, values });
+            }
+            ScriptCommand::StreamPlay {
+                name,
+                source,
+                nc_id,
+            } => {
+                self.stop_stream(&name);
+                if nc_id == 0 {
+                    if name != source {
+                        let task =
+                            tokio::spawn(relay::feed_local(instance.clone(), name.clone(), source));
+                        self.local_feeds.insert(name, task);
+                    }
+                } else if to_connection(
+                    self,
+                    nc_id,
+                    RelayCommand::Pull {
+                        name: name.clone(),
+                        source,
+                    },
+                ) {
+                    self.pulls.insert(name, nc_id);
+                } else {
+                    instance.script_event(ScriptEvent::StreamStatus {
+                        name,
+                        info: ascend_rtmp::build::status_info(
+                            "error",
+                            "NetStream.Play.StreamNotFound",
+                            "The NetConnection is not connected.",
+                            vec![],
+                        ),
+                    });
+                }
+            }
+            ScriptCommand::StreamStop { name } => self.stop_stream(&name),
+            other => deliver(instance, other),
+        }
+    }
+
+    fn stop_stream(&mut self, name: &str) {
+        if let Some(task) = self.local_feeds.remove(name) {
+            task.abort();
+        }
+        if let Some(nc_id) = self.pulls.remove(name) {
+            if let Some(connection) = self.connections.get(&nc_id) {
+                let _ = connection.send(RelayCommand::StopPull {
+                    name: name.to_string(),
+                });
+            }
+        }
+    }
+}
+
+impl Drop for Relays {
+    fn drop(&mut self) {
+        for task in self.local_feeds.values() {
+            task.abort();
+        }
+    }
 }
 
 /// The instance's router: script commands to connections, the watchdog, idle unload.
@@ -164,6 +359,7 @@ pub async fn route(
     let handler_timeout = Duration::from_millis(instance.settings.script.handler_timeout_ms);
     let mut idle_since: Option<Instant> = None;
     let mut stop_requested = false;
+    let mut relays = Relays::default();
     loop {
         tokio::select! {
             command = commands.recv() => {
@@ -186,7 +382,7 @@ pub async fn route(
                             let _ = link.commands.send(ScriptCommand::Disconnect { client_id: *client_id });
                         }
                     }
-                    command => deliver(&instance, command),
+                    command => relays.handle(&instance, &context, command),
                 }
             }
             _ = tick.tick() => {
@@ -225,7 +421,7 @@ fn deliver(instance: &Instance, command: ScriptCommand) {
         | ScriptCommand::Ping { client_id }
         | ScriptCommand::Disconnect { client_id }
         | ScriptCommand::SetAccess { client_id, .. } => *client_id,
-        ScriptCommand::StopAnswered { .. } | ScriptCommand::Shutdown => return,
+        _ => return,
     };
     let mut links = instance.clients.lock().unwrap_or_else(|p| p.into_inner());
     let Some(link) = links.get_mut(&client_id) else {
