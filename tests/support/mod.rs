@@ -56,6 +56,17 @@ impl TestServer {
         files: &[(&str, &str)],
         extra_config: &str,
     ) -> TestServer {
+        Self::start_full("127.0.0.1:0", apps, files, extra_config)
+    }
+
+    /// Like [`TestServer::start_with_files`] on a given listen address (to restart a server
+    /// on the port it had).
+    pub fn start_full(
+        listen: &str,
+        apps: &[&str],
+        files: &[(&str, &str)],
+        extra_config: &str,
+    ) -> TestServer {
         let root = std::env::temp_dir().join(format!(
             "ascend-test-{}-{}",
             std::process::id(),
@@ -77,7 +88,7 @@ impl TestServer {
         let log = std::fs::File::create(&log_path).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_ascend"))
             .arg("--listen")
-            .arg("127.0.0.1:0")
+            .arg(listen)
             .arg("--apps")
             .arg(root.join("applications"))
             .arg("--logs")
@@ -200,6 +211,14 @@ impl TestServer {
             .and_then(|l| l.split_whitespace().nth(1))
             .and_then(|v| v.parse().ok())
             .expect("VmRSS")
+    }
+}
+
+impl TestServer {
+    /// Kills the process at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -447,4 +466,74 @@ pub async fn collect_numbered_frames(client: &mut RtmpClient, timeout: Duration)
     })
     .await;
     numbers
+}
+
+/// A port nothing listens on (bound then released).
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+/// nginx with the RTMP module (Debian's nginx + libnginx-mod-rtmp), killed when dropped: the
+/// reference RTMP server we did not write.
+pub struct NginxRtmp {
+    child: Child,
+    /// Its RTMP port on 127.0.0.1.
+    pub port: u16,
+    dir: PathBuf,
+}
+
+impl NginxRtmp {
+    /// Starts nginx-rtmp with `applications` inside its `server { }` block (e.g.
+    /// `application live { live on; }`). Fails the test when nginx or the module is missing.
+    pub fn start(applications: &str) -> NginxRtmp {
+        let module = "/usr/lib/nginx/modules/ngx_rtmp_module.so";
+        assert!(
+            Path::new("/usr/sbin/nginx").exists() && Path::new(module).exists(),
+            "nginx-rtmp is not installed: run `cargo xtask ci` (it installs nginx libnginx-mod-rtmp)"
+        );
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!(
+            "ascend-nginx-{}-{}",
+            std::process::id(),
+            NEXT_DIR.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(dir.join("logs")).expect("nginx dir");
+        let conf = format!(
+            "load_module {module};\nworker_processes 1;\ndaemon off;\nmaster_process off;\n\
+             error_log {dir}/logs/error.log info;\npid {dir}/nginx.pid;\n\
+             events {{ worker_connections 1024; }}\n\
+             rtmp {{ server {{ listen 127.0.0.1:{port}; chunk_size 4096;\n{applications}\n}} }}\n",
+            dir = dir.display()
+        );
+        std::fs::write(dir.join("nginx.conf"), conf).expect("nginx.conf");
+        let child = Command::new("/usr/sbin/nginx")
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .arg("-p")
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nginx starts");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "nginx-rtmp did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        NginxRtmp { child, port, dir }
+    }
+
+    /// `rtmp://127.0.0.1:PORT/path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("rtmp://127.0.0.1:{}/{}", self.port, path)
+    }
+}
+
+impl Drop for NginxRtmp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }

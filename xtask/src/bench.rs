@@ -3,11 +3,14 @@
 //! For each server: start it, publish `target/bench/media.flv` to it with ffmpeg (`-c copy`,
 //! no encoding), wait until a player receives video, then for each N run the load client
 //! (`xtask bench-load`, an optimised build of this crate, one thread) and the connection
-//! setup runs (`xtask bench-setup`), and stop everything. The report (table, JSON, SVG) is
-//! made by [`crate::report`].
+//! setup runs (`xtask bench-setup`), and stop everything. For Ascend alone (nginx-rtmp has no
+//! application scripts) it then publishes the clip a second time, into the application
+//! `scripted` whose `main.asc` decides each connect, and runs `xtask bench-script`: setups into
+//! `livestreams` (no script) against setups into `scripted`, and the start of never-used
+//! instances. The report (table, JSON, SVG) is made by [`crate::report`].
 
-use crate::load::{wait_live, LoadResult, SetupResult};
-use crate::report::{self, Report, ServerResult};
+use crate::load::{wait_live, LoadResult, ScriptResult, SetupResult, SCRIPT};
+use crate::report::{self, Report, ScriptReport, ServerResult};
 use crate::tools::{
     cargo, ensure_ffmpeg, ensure_nginx_rtmp, free_port, output, run, target_dir, wait_for_port,
     with_raised_nofile, ChildGuard, NGINX, NGINX_RTMP_MODULE,
@@ -20,6 +23,8 @@ use std::time::{Duration, Instant};
 
 /// The application and stream the bench publishes and plays.
 const APP: &str = "livestreams";
+/// Ascend's application with a `main.asc` ([`SCRIPT`]), for the script figures.
+const SCRIPTED_APP: &str = "scripted";
 const STREAM: &str = "bench";
 /// Ascend's configuration for the bench (all players come from one address).
 pub const ASCEND_CONFIG: &str = "[limits]\nmax_connections_per_ip = 100000\n";
@@ -45,6 +50,12 @@ pub struct BenchArgs {
     /// Connection setups per concurrency level (10 and 100).
     #[arg(long, default_value_t = 200)]
     pub setups: usize,
+    /// Ascend's script figures: setups per application, kind and concurrency.
+    #[arg(long, default_value_t = 1000)]
+    pub script_setups: usize,
+    /// Ascend's script figures: connects to never-used instances per application.
+    #[arg(long, default_value_t = 20)]
+    pub instance_samples: usize,
 }
 
 /// A server under test.
@@ -74,6 +85,8 @@ struct Plan {
     subscribers: Vec<usize>,
     seconds: f64,
     setups: usize,
+    script_setups: usize,
+    instance_samples: usize,
 }
 
 /// Runs the benchmark.
@@ -134,13 +147,16 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         subscribers: subscribers.clone(),
         seconds,
         setups: args.setups,
+        script_setups: args.script_setups.max(1),
+        instance_samples: args.instance_samples.max(1),
     };
     let mut results = Vec::new();
+    let mut script = None;
     for kind in servers {
-        results.push(
-            bench_server(kind, &context)
-                .with_context(|| format!("benchmarking {}", kind.label()))?,
-        );
+        let (result, script_result) = bench_server(kind, &context)
+            .with_context(|| format!("benchmarking {}", kind.label()))?;
+        results.push(result);
+        script = script.or(script_result);
     }
 
     let report = Report::new(
@@ -150,6 +166,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         args.quick,
         media_mbit,
         &media,
+        script.map(ScriptReport::new),
     );
     report::print(&report);
     let json = dir.join("results.json");
@@ -212,7 +229,11 @@ fn start_server(kind: ServerKind, port: u16, context: &Plan) -> Result<(ChildGua
             let apps = base.join("apps");
             let logs = base.join("logs");
             std::fs::create_dir_all(apps.join(APP))?;
+            std::fs::create_dir_all(apps.join(SCRIPTED_APP))?;
             std::fs::create_dir_all(&logs)?;
+            let script = apps.join(SCRIPTED_APP).join("main.asc");
+            std::fs::write(&script, SCRIPT)
+                .with_context(|| format!("writing {}", script.display()))?;
             // Every player comes from 127.0.0.1: lift the per-IP limit (a public server's
             // default of 1000) the way an operator would, as nginx-rtmp has none.
             let config = base.join("ascend.toml");
@@ -273,7 +294,24 @@ fn nginx_conf(dir: &Path, port: u16) -> String {
     )
 }
 
-fn bench_server(kind: ServerKind, context: &Plan) -> Result<ServerResult> {
+/// Publishes the clip with ffmpeg (`-re`, looped, `-c copy`) to `APP/STREAM`.
+fn start_publisher(port: u16, app: &str, log: &Path, context: &Plan) -> Result<ChildGuard> {
+    let (out, err) = log_file(log)?;
+    ChildGuard::spawn(
+        "ffmpeg publisher",
+        Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])
+            .args(["-stream_loop", "-1", "-i"])
+            .arg(&context.media)
+            .args(["-c", "copy", "-f", "flv"])
+            .arg(format!("rtmp://127.0.0.1:{port}/{app}/{STREAM}"))
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err),
+    )
+}
+
+fn bench_server(kind: ServerKind, context: &Plan) -> Result<(ServerResult, Option<ScriptResult>)> {
     let name = kind.label();
     println!("\n==> {name}");
     let port = free_port()?;
@@ -287,19 +325,7 @@ fn bench_server(kind: ServerKind, context: &Plan) -> Result<ServerResult> {
     );
 
     let publisher_log = context.dir.join(format!("publisher-{name}.log"));
-    let (out, err) = log_file(&publisher_log)?;
-    let mut publisher = ChildGuard::spawn(
-        "ffmpeg publisher",
-        Command::new("ffmpeg")
-            .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])
-            .args(["-stream_loop", "-1", "-i"])
-            .arg(&context.media)
-            .args(["-c", "copy", "-f", "flv"])
-            .arg(format!("rtmp://127.0.0.1:{port}/{APP}/{STREAM}"))
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err),
-    )?;
+    let mut publisher = start_publisher(port, APP, &publisher_log, context)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -377,18 +403,122 @@ fn bench_server(kind: ServerKind, context: &Plan) -> Result<ServerResult> {
         setup.push(result);
         server.check_running()?;
     }
+    // VmHWM before the script figures, which start extra instances of their own.
     let hwm_mb = crate::procfs::status_kb(Some(server.pid()), "VmHWM")
         .map(|kb| kb as f64 / 1024.0)
         .ok();
+
+    let script = if kind == ServerKind::Ascend {
+        let script_log = context
+            .dir
+            .join(format!("publisher-{name}-{SCRIPTED_APP}.log"));
+        let mut second = start_publisher(port, SCRIPTED_APP, &script_log, context)?;
+        let scripted_live = runtime.block_on(wait_live(
+            port,
+            SCRIPTED_APP,
+            STREAM,
+            Duration::from_secs(30),
+        ));
+        if let Err(error) = scripted_live {
+            bail!(
+                "{error:#} (see {} and {})",
+                log.display(),
+                script_log.display()
+            );
+        }
+        let result = run_script(context, port, server.pid()).inspect_err(|_| {
+            let _ = server
+                .check_running()
+                .map_err(|e| eprintln!("{name}: {e:#} (see {})", log.display()));
+        })?;
+        for row in &result.setups {
+            println!(
+                "{name}: script, {} setups at concurrency {}: plain p50 {} p99 {} ms {:.0}/s, scripted p50 {} p99 {} ms {:.0}/s; script cost p50 {} p99 {} rate {}",
+                row.kind,
+                row.concurrency,
+                report::fmt_opt(row.plain.ms.p50, 2),
+                report::fmt_opt(row.plain.ms.p99, 2),
+                row.plain.setups_per_s,
+                report::fmt_opt(row.scripted.ms.p50, 2),
+                report::fmt_opt(row.scripted.ms.p99, 2),
+                row.scripted.setups_per_s,
+                report::pct(row.cost_p50),
+                report::pct(row.cost_p99),
+                report::pct(row.cost_rate),
+            );
+            for side in [&row.plain, &row.scripted] {
+                if !side.errors.is_empty() {
+                    println!(
+                        "{name}:   failures ({}): {}",
+                        side.app,
+                        side.errors.join(" | ")
+                    );
+                }
+            }
+        }
+        for side in &result.instance_start {
+            println!(
+                "{name}: instance start ({}): new p50 {} p99 {} ms, running p50 {} p99 {} ms; RSS {:.1} -> {:.1} MB, threads {} -> {}",
+                side.app,
+                report::fmt_opt(side.new_instance_ms.p50, 2),
+                report::fmt_opt(side.new_instance_ms.p99, 2),
+                report::fmt_opt(side.running_instance_ms.p50, 2),
+                report::fmt_opt(side.running_instance_ms.p99, 2),
+                side.rss_before_mb,
+                side.rss_after_mb,
+                side.threads_before,
+                side.threads_after,
+            );
+            if !side.errors.is_empty() {
+                println!(
+                    "{name}:   failures ({}): {}",
+                    side.app,
+                    side.errors.join(" | ")
+                );
+            }
+        }
+        second.stop();
+        Some(result)
+    } else {
+        println!("{name}: no script figures (nginx-rtmp has no application scripts)");
+        None
+    };
     publisher.stop();
     server.stop();
-    Ok(ServerResult {
-        name: name.to_string(),
-        live_after_s: live.as_secs_f64(),
-        hwm_mb,
-        runs,
-        setup,
-    })
+    Ok((
+        ServerResult {
+            name: name.to_string(),
+            live_after_s: live.as_secs_f64(),
+            hwm_mb,
+            runs,
+            setup,
+        },
+        script,
+    ))
+}
+
+/// Runs `xtask bench-script` and parses its JSON.
+fn run_script(context: &Plan, port: u16, pid: u32) -> Result<ScriptResult> {
+    let args = vec![
+        "bench-script".to_string(),
+        "--port".to_string(),
+        port.to_string(),
+        "--plain-app".to_string(),
+        APP.to_string(),
+        "--scripted-app".to_string(),
+        SCRIPTED_APP.to_string(),
+        "--stream".to_string(),
+        STREAM.to_string(),
+        "--concurrency".to_string(),
+        "10,100".to_string(),
+        "--count".to_string(),
+        context.script_setups.to_string(),
+        "--instance-samples".to_string(),
+        context.instance_samples.to_string(),
+        "--server-pid".to_string(),
+        pid.to_string(),
+    ];
+    run_json(&context.load_client, &args)
 }
 
 /// Runs `xtask bench-load` (release build, open-files limit raised) and parses its JSON.

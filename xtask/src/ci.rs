@@ -1,9 +1,9 @@
-//! `cargo xtask ci`: the whole check CI runs, failing fast. It makes sure ffmpeg is there
-//! (the interop tests need it), then checks formatting, runs clippy with warnings denied,
+//! `cargo xtask ci`: the whole check CI runs, failing fast. It makes sure ffmpeg and nginx-rtmp
+//! are there (the interop tests need them), then checks formatting, runs clippy with warnings denied,
 //! builds the binaries and runs every test, printing each step's name and duration, and
 //! last a plain `ci: N passed, N failed, N skipped` line summed over the test binaries.
 
-use crate::tools::{cargo, describe, ensure_ffmpeg, secs, status};
+use crate::tools::{cargo, describe, ensure_ffmpeg, ensure_nginx_rtmp, secs, status};
 use anyhow::{Context, Result};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, ExitStatus, Stdio};
@@ -21,6 +21,15 @@ pub fn ci() -> Result<()> {
         std::process::exit(1);
     }
     finish("ffmpeg and ffprobe on PATH", step_start, &mut done);
+
+    // The interop tests relay into and out of nginx-rtmp, a server we did not write.
+    let step_start = Instant::now();
+    println!("==> nginx with the RTMP module");
+    if let Err(error) = ensure_nginx_rtmp() {
+        eprintln!("ci: step `nginx with the RTMP module` failed: {error:#}");
+        std::process::exit(1);
+    }
+    finish("nginx with the RTMP module", step_start, &mut done);
 
     let steps: Vec<(&str, Vec<&str>)> = vec![
         ("format", vec!["fmt", "--all", "--", "--check"]),

@@ -71,6 +71,35 @@ pub struct SetupArgs {
     pub count: usize,
 }
 
+/// Arguments of `xtask bench-script` (Ascend only: application scripts).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ScriptArgs {
+    /// Server port on 127.0.0.1.
+    #[arg(long)]
+    pub port: u16,
+    /// The application without a script.
+    #[arg(long, default_value = "livestreams")]
+    pub plain_app: String,
+    /// The application with a `main.asc`.
+    #[arg(long, default_value = "scripted")]
+    pub scripted_app: String,
+    /// Stream name (published in the default instance of both applications).
+    #[arg(long, default_value = "bench")]
+    pub stream: String,
+    /// Concurrency levels, comma separated.
+    #[arg(long, value_delimiter = ',', default_value = "10,100")]
+    pub concurrency: Vec<usize>,
+    /// Setups per application, kind and concurrency.
+    #[arg(long, default_value_t = 1000)]
+    pub count: usize,
+    /// Connects to never-used instances (and as many to a running one) per application.
+    #[arg(long, default_value_t = 20)]
+    pub instance_samples: usize,
+    /// The server's process id, to read its memory and threads.
+    #[arg(long)]
+    pub server_pid: u32,
+}
+
 /// p50 and p99 of a set of values (None when it is empty).
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub struct Quantiles {
@@ -174,6 +203,93 @@ pub struct SetupResult {
     pub client_cpu_pct: f64,
 }
 
+/// One application's side of a plain-versus-scripted comparison.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ScriptSide {
+    /// The application path connected to.
+    pub app: String,
+    /// Setups tried.
+    pub attempted: usize,
+    /// Setups that finished.
+    pub succeeded: usize,
+    /// A few of the failures, distinct.
+    pub errors: Vec<String>,
+    /// Wall time of this side's batches only, seconds.
+    pub busy_s: f64,
+    /// Successful setups per second of `busy_s`.
+    pub setups_per_s: f64,
+    /// Time per setup, ms.
+    pub ms: Quantiles,
+}
+
+/// Setups into the application without a script and the one with a script, at one
+/// concurrency, in alternating batches (plain, scripted, plain, ...) so drift hits both alike.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ScriptSetup {
+    /// `connect`: TCP connect → handshake → connect → NetConnection.Connect.Success;
+    /// `play`: the same, then createStream → play → NetStream.Play.Start.
+    pub kind: String,
+    /// Setups in flight at once.
+    pub concurrency: usize,
+    /// Into the application without a script.
+    pub plain: ScriptSide,
+    /// Into the application whose `main.asc` decides the connect.
+    pub scripted: ScriptSide,
+    /// (scripted p50 − plain p50) / plain p50.
+    pub cost_p50: Option<f64>,
+    /// (scripted p99 − plain p99) / plain p99.
+    pub cost_p99: Option<f64>,
+    /// (plain setups/s − scripted setups/s) / scripted setups/s: the extra wall time per
+    /// setup (positive: the script costs).
+    pub cost_rate: Option<f64>,
+}
+
+/// Connects to never-used instances against connects to a running one.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct InstanceStartSide {
+    /// The application.
+    pub app: String,
+    /// Whether it has a script.
+    pub scripted: bool,
+    /// TCP connect → NetConnection.Connect.Success, each to a fresh instance `APP/newPIDxI`.
+    pub new_instance_ms: Quantiles,
+    /// The same to the running default instance, alternating with the above.
+    pub running_instance_ms: Quantiles,
+    /// (new p50 − running p50) / running p50.
+    pub cost_p50: Option<f64>,
+    /// The server's VmRSS before the first new instance, MB.
+    pub rss_before_mb: f64,
+    /// The server's VmRSS after the last one, MB.
+    pub rss_after_mb: f64,
+    /// (after − before) / new instances started, kB.
+    pub rss_per_instance_kb: f64,
+    /// The server's threads before the first new instance.
+    pub threads_before: u64,
+    /// The server's threads after the last one.
+    pub threads_after: u64,
+    /// A few of the failures, distinct.
+    pub errors: Vec<String>,
+}
+
+/// What one `bench-script` run measured.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ScriptResult {
+    /// The script of the scripted application.
+    pub script: String,
+    /// Per kind and concurrency.
+    pub setups: Vec<ScriptSetup>,
+    /// Instance start, for the scripted application then the plain one (one at a time).
+    pub instance_start: Vec<InstanceStartSide>,
+}
+
+/// `(a - b) / b` when both are there and b > 0.
+fn relative(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) if a.is_finite() && b.is_finite() && b > 0.0 => Some((a - b) / b),
+        _ => None,
+    }
+}
+
 fn url_for(port: u16, app: &str) -> Result<RtmpUrl> {
     Ok(RtmpUrl::parse(&format!("rtmp://127.0.0.1:{port}/{app}"))?)
 }
@@ -201,6 +317,13 @@ pub fn bench_load(args: LoadArgs) -> Result<()> {
 /// `xtask bench-setup`: prints one JSON [`SetupResult`].
 pub fn bench_setup(args: SetupArgs) -> Result<()> {
     let result = runtime()?.block_on(setups(args))?;
+    println!("{}", serde_json::to_string(&result)?);
+    Ok(())
+}
+
+/// `xtask bench-script`: prints one JSON [`ScriptResult`].
+pub fn bench_script(args: ScriptArgs) -> Result<()> {
+    let result = runtime()?.block_on(script_figures(args))?;
     println!("{}", serde_json::to_string(&result)?);
     Ok(())
 }
@@ -539,6 +662,177 @@ async fn setups(args: SetupArgs) -> Result<SetupResult> {
     result.connect_ms = Quantiles::of(connects);
     Ok(result)
 }
+
+/// TCP connect → handshake → connect → NetConnection.Connect.Success, in ms.
+async fn one_connect(url: &RtmpUrl) -> Result<f64> {
+    let started = Instant::now();
+    let client = RtmpClient::connect(url, vec![]).await.context("connect")?;
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    drop(client);
+    Ok(ms)
+}
+
+/// `n` setups in flight at once (a full setup with `stream`, connect only without); the
+/// times of those that finished, and the batch's wall time.
+async fn timed_batch(
+    url: &RtmpUrl,
+    stream: Option<&str>,
+    n: usize,
+    errors: &mut Vec<String>,
+) -> Result<(Vec<f64>, Duration)> {
+    let started = Instant::now();
+    let handles: Vec<_> = (0..n)
+        .map(|_| {
+            let url = url.clone();
+            let stream = stream.map(str::to_string);
+            tokio::spawn(async move {
+                let attempt = async {
+                    match &stream {
+                        Some(stream) => one_setup(&url, stream).await.map(|(ms, _)| ms),
+                        None => one_connect(&url).await,
+                    }
+                };
+                match timeout(Duration::from_secs(10), attempt).await {
+                    Ok(result) => result,
+                    Err(_) => bail!("setup took more than 10 s"),
+                }
+            })
+        })
+        .collect();
+    let mut times = Vec::with_capacity(n);
+    for handle in handles {
+        match handle.await.context("a setup task panicked")? {
+            Ok(ms) => times.push(ms),
+            Err(error) => note_error(errors, format!("{error:#}")),
+        }
+    }
+    Ok((times, started.elapsed()))
+}
+
+/// Plain against scripted setups of one kind at one concurrency, in alternating batches.
+async fn compare_setups(args: &ScriptArgs, kind: &str, concurrency: usize) -> Result<ScriptSetup> {
+    let stream = (kind == "play").then_some(args.stream.as_str());
+    let urls = [
+        url_for(args.port, &args.plain_app)?,
+        url_for(args.port, &args.scripted_app)?,
+    ];
+    let mut sides = [ScriptSide::default(), ScriptSide::default()];
+    let mut times: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    let mut busy = [Duration::ZERO; 2];
+    for (side, url) in sides.iter_mut().zip(&urls) {
+        side.app = url.app.clone();
+        side.attempted = args.count;
+    }
+    let mut remaining = args.count;
+    while remaining > 0 {
+        let batch = remaining.min(concurrency);
+        remaining -= batch;
+        for i in 0..2 {
+            let (got, took) = timed_batch(&urls[i], stream, batch, &mut sides[i].errors).await?;
+            times[i].extend(got);
+            busy[i] += took;
+        }
+    }
+    for i in 0..2 {
+        let side = &mut sides[i];
+        side.succeeded = times[i].len();
+        side.busy_s = busy[i].as_secs_f64();
+        side.setups_per_s = if side.busy_s > 0.0 {
+            side.succeeded as f64 / side.busy_s
+        } else {
+            0.0
+        };
+        side.ms = Quantiles::of(std::mem::take(&mut times[i]));
+    }
+    let [plain, scripted] = sides;
+    Ok(ScriptSetup {
+        kind: kind.to_string(),
+        concurrency,
+        cost_p50: relative(scripted.ms.p50, plain.ms.p50),
+        cost_p99: relative(scripted.ms.p99, plain.ms.p99),
+        cost_rate: relative(Some(plain.setups_per_s), Some(scripted.setups_per_s)),
+        plain,
+        scripted,
+    })
+}
+
+/// Connects, one at a time, to never-used instances of `app` alternating with connects to its
+/// running default instance.
+async fn instance_start(args: &ScriptArgs, app: &str, scripted: bool) -> Result<InstanceStartSide> {
+    let pid = Some(args.server_pid);
+    let running = url_for(args.port, app)?;
+    let mut side = InstanceStartSide {
+        app: app.to_string(),
+        scripted,
+        rss_before_mb: status_kb(pid, "VmRSS")? as f64 / 1024.0,
+        threads_before: status_kb(pid, "Threads")?,
+        ..InstanceStartSide::default()
+    };
+    let (mut fresh, mut warm) = (Vec::new(), Vec::new());
+    for i in 0..args.instance_samples {
+        let url = url_for(args.port, &format!("{app}/new{}x{i}", std::process::id()))?;
+        for (url, times) in [(&url, &mut fresh), (&running, &mut warm)] {
+            match timeout(Duration::from_secs(10), one_connect(url)).await {
+                Ok(Ok(ms)) => times.push(ms),
+                Ok(Err(error)) => note_error(&mut side.errors, format!("{error:#}")),
+                Err(_) => note_error(&mut side.errors, "connect took more than 10 s".into()),
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    // Let the server finish what the last disconnects started.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    side.rss_after_mb = status_kb(pid, "VmRSS")? as f64 / 1024.0;
+    side.threads_after = status_kb(pid, "Threads")?;
+    side.rss_per_instance_kb = if fresh.is_empty() {
+        0.0
+    } else {
+        (side.rss_after_mb - side.rss_before_mb) * 1024.0 / fresh.len() as f64
+    };
+    side.new_instance_ms = Quantiles::of(fresh);
+    side.running_instance_ms = Quantiles::of(warm);
+    side.cost_p50 = relative(side.new_instance_ms.p50, side.running_instance_ms.p50);
+    Ok(side)
+}
+
+async fn script_figures(args: ScriptArgs) -> Result<ScriptResult> {
+    let mut result = ScriptResult {
+        script: SCRIPT.to_string(),
+        ..ScriptResult::default()
+    };
+    // One unmeasured setup into each, so neither side pays a first-use cost.
+    for app in [&args.plain_app, &args.scripted_app] {
+        let mut errors = Vec::new();
+        timed_batch(
+            &url_for(args.port, app)?,
+            Some(&args.stream),
+            1,
+            &mut errors,
+        )
+        .await?;
+        if let Some(error) = errors.first() {
+            bail!("warm-up setup into {app} failed: {error}");
+        }
+    }
+    for kind in ["connect", "play"] {
+        for &concurrency in &args.concurrency {
+            result
+                .setups
+                .push(compare_setups(&args, kind, concurrency.max(1)).await?);
+        }
+    }
+    result
+        .instance_start
+        .push(instance_start(&args, &args.scripted_app, true).await?);
+    result
+        .instance_start
+        .push(instance_start(&args, &args.plain_app, false).await?);
+    Ok(result)
+}
+
+/// The scripted application's `main.asc`.
+pub const SCRIPT: &str =
+    "application.onConnect = function(client, user) { client.user = user; return true; };\n";
 
 /// Waits until `stream` is live: a player gets NetStream.Play.Start and then a video frame.
 /// Retries (the publisher may still be connecting) until `limit`.

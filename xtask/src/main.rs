@@ -4,7 +4,7 @@
 //! - `bench`: Ascend against nginx-rtmp on loopback, with a table, JSON and an SVG plot in
 //!   `target/bench/`.
 //!
-//! `bench-load` and `bench-setup` are the benchmark's load client, which `bench` runs as a
+//! `bench-load`, `bench-setup` and `bench-script` are the benchmark's load client, which `bench` runs as a
 //! separate optimised process.
 
 mod bench;
@@ -37,6 +37,9 @@ enum Task {
     /// (internal) Connection setups at a concurrency, JSON on stdout.
     #[command(hide = true)]
     BenchSetup(load::SetupArgs),
+    /// (internal) Ascend's script figures: plain against scripted setups, instance start.
+    #[command(hide = true)]
+    BenchScript(load::ScriptArgs),
 }
 
 fn main() -> Result<()> {
@@ -45,5 +48,6 @@ fn main() -> Result<()> {
         Task::Bench(args) => bench::bench(args),
         Task::BenchLoad(args) => load::bench_load(args),
         Task::BenchSetup(args) => load::bench_setup(args),
+        Task::BenchScript(args) => load::bench_script(args),
     }
 }

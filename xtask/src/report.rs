@@ -1,8 +1,9 @@
 //! The benchmark's report: the table printed at the end, the JSON written to
 //! `target/bench/results.json` (with the date, `uname -a`, `nproc` and the command), the
-//! Ascend / nginx-rtmp ratios, and the hand-written SVG plot of CPU % and peak RSS against N.
+//! Ascend / nginx-rtmp ratios, Ascend's script figures, and the hand-written SVG plot of CPU %
+//! and peak RSS against N.
 
-use crate::load::{LoadResult, SetupResult};
+use crate::load::{LoadResult, ScriptResult, SetupResult};
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -59,6 +60,13 @@ pub struct SetupRatio {
     pub setup_p99: Option<f64>,
     /// Setups per second.
     pub setups_per_s: Option<f64>,
+    /// Ascend's full setups into the scripted application (script figures, `play`) against
+    /// nginx-rtmp's setups (no script), p50.
+    pub scripted_setup_p50: Option<f64>,
+    /// The same, p99.
+    pub scripted_setup_p99: Option<f64>,
+    /// The same, setups per second.
+    pub scripted_setups_per_s: Option<f64>,
 }
 
 /// Ascend / nginx-rtmp, per figure.
@@ -68,6 +76,50 @@ pub struct Ratios {
     pub per_n: Vec<RatioRow>,
     /// Per setup concurrency.
     pub setup: Vec<SetupRatio>,
+}
+
+/// Ascend's script figures, as written to `results.json` (`script`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ScriptReport {
+    /// Always `ascend`.
+    pub server: String,
+    /// How they were measured.
+    pub notes: Vec<String>,
+    /// The figures.
+    #[serde(flatten)]
+    pub result: ScriptResult,
+}
+
+impl ScriptReport {
+    /// Wraps the load client's figures with how they were measured.
+    pub fn new(result: ScriptResult) -> ScriptReport {
+        ScriptReport {
+            server: "ascend".to_string(),
+            notes: vec![
+                "Ascend only: nginx-rtmp has no application scripts".to_string(),
+                "livestreams has no script; scripted has main.asc = `script`; the clip is \
+                 published into the default instance of both (two ffmpeg publishers) while these \
+                 run"
+                .to_string(),
+                "connect = TCP connect -> handshake -> connect -> NetConnection.Connect.Success; \
+                 play = connect, then createStream -> play bench -> NetStream.Play.Start; each \
+                 setup closes its connection at once"
+                    .to_string(),
+                "plain and scripted setups run in alternating batches of `concurrency` (plain, \
+                 scripted, plain, ...); setups_per_s divides by each side's own batch time"
+                    .to_string(),
+                "cost = (scripted - plain) / plain; cost_rate = plain setups/s / scripted \
+                 setups/s - 1 (extra wall time per setup)"
+                    .to_string(),
+                "instance start: one connect at a time, to APP/newPIDxI (never used) then to the \
+                 running default instance, alternating, 20 ms apart; time = TCP connect -> \
+                 NetConnection.Connect.Success; RSS and threads read from /proc before the \
+                 first and 500 ms after the last"
+                    .to_string(),
+            ],
+            result,
+        }
+    }
 }
 
 /// The test clip.
@@ -100,6 +152,8 @@ pub struct Report {
     pub media: MediaInfo,
     /// One per server.
     pub servers: Vec<ServerResult>,
+    /// Ascend's script figures (Ascend only: nginx-rtmp has no scripts).
+    pub script: Option<ScriptReport>,
     /// Ascend / nginx-rtmp, when both ran.
     pub ratios: Option<Ratios>,
     /// What to keep in mind when reading the figures.
@@ -132,6 +186,7 @@ impl Report {
         quick: bool,
         media_mbit: f64,
         media: &Path,
+        script: Option<ScriptReport>,
     ) -> Report {
         let args: Vec<String> = std::env::args().skip(1).collect();
         let mut report = Report {
@@ -147,6 +202,7 @@ impl Report {
                 mbit_per_s: media_mbit,
             },
             servers,
+            script,
             ratios: None,
             notes: Vec::new(),
         };
@@ -186,11 +242,24 @@ impl Report {
             .iter()
             .filter_map(|x| {
                 let y = b.setup.iter().find(|y| y.concurrency == x.concurrency)?;
+                let scripted = self.script.as_ref().and_then(|s| {
+                    s.result
+                        .setups
+                        .iter()
+                        .find(|r| r.kind == "play" && r.concurrency == x.concurrency)
+                        .map(|r| &r.scripted)
+                });
                 Some(SetupRatio {
                     concurrency: x.concurrency,
                     setup_p50: ratio(x.setup_ms.p50, y.setup_ms.p50),
                     setup_p99: ratio(x.setup_ms.p99, y.setup_ms.p99),
                     setups_per_s: ratio(Some(x.setups_per_s), Some(y.setups_per_s)),
+                    scripted_setup_p50: ratio(scripted.and_then(|s| s.ms.p50), y.setup_ms.p50),
+                    scripted_setup_p99: ratio(scripted.and_then(|s| s.ms.p99), y.setup_ms.p99),
+                    scripted_setups_per_s: ratio(
+                        scripted.map(|s| s.setups_per_s),
+                        Some(y.setups_per_s),
+                    ),
                 })
             })
             .collect();
@@ -244,6 +313,22 @@ impl Report {
                 crate::bench::ASCEND_CONFIG
             ));
         }
+        if let Some(script) = &self.script {
+            for row in &script.result.setups {
+                if row.cost_p50.is_some_and(|c| c > 0.10) {
+                    notes.push(format!(
+                        "ascend: a script adds {} to the p50 {} setup at concurrency {} ({:.2} -> {:.2} ms), above the 10 % target",
+                        pct(row.cost_p50),
+                        row.kind,
+                        row.concurrency,
+                        row.plain.ms.p50.unwrap_or(f64::NAN),
+                        row.scripted.ms.p50.unwrap_or(f64::NAN),
+                    ));
+                }
+            }
+        } else if self.server("ascend").is_some() {
+            notes.push("no script figures were measured".to_string());
+        }
         notes.push(
             "bytes and Mbit/s count media payload (audio and video tag bodies), not RTMP chunk \
              headers"
@@ -269,6 +354,14 @@ pub fn fmt_opt(value: Option<f64>, decimals: usize) -> String {
                 text
             }
         }
+        _ => "-".to_string(),
+    }
+}
+
+/// A relative change as a signed percentage (`+12.3 %`), or `-`.
+pub fn pct(value: Option<f64>) -> String {
+    match value {
+        Some(v) if v.is_finite() => format!("{:+.1} %", v * 100.0),
         _ => "-".to_string(),
     }
 }
@@ -353,6 +446,8 @@ pub fn print(report: &Report) {
         }
     }
 
+    print_script(report);
+
     if let Some(ratios) = &report.ratios {
         println!("\nascend / nginx-rtmp (below 1 is better for CPU, RSS, times; above 1 for Mbit/s, kept up, setups/s)");
         println!(
@@ -385,11 +480,14 @@ pub fn print(report: &Report) {
         }
         for row in &ratios.setup {
             println!(
-                "setup at concurrency {:>3}: p50 {}  p99 {}  setups/s {}",
+                "setup at concurrency {:>3}: p50 {}  p99 {}  setups/s {}   ascend scripted / nginx-rtmp: p50 {}  p99 {}  setups/s {}",
                 row.concurrency,
                 ratio_text(row.setup_p50),
                 ratio_text(row.setup_p99),
-                ratio_text(row.setups_per_s)
+                ratio_text(row.setups_per_s),
+                ratio_text(row.scripted_setup_p50),
+                ratio_text(row.scripted_setup_p99),
+                ratio_text(row.scripted_setups_per_s),
             );
         }
     }
@@ -399,6 +497,78 @@ pub fn print(report: &Report) {
             println!("note: {note}");
         }
     }
+}
+
+/// Prints Ascend's script figures (or why there are none).
+fn print_script(report: &Report) {
+    println!();
+    let Some(script) = &report.script else {
+        if report.server("nginx-rtmp").is_some() {
+            println!(
+                "script figures: none (nginx-rtmp has no application scripts; Ascend did not run)"
+            );
+        }
+        return;
+    };
+    println!(
+        "script figures, ascend only (nginx-rtmp has no application scripts); main.asc: {}",
+        script.result.script.trim()
+    );
+    println!(
+        "{:<8} {:>5} {:>19} {:>21} {:>8} {:>10} {:>9} {:>9} {:>9}",
+        "setup",
+        "conc",
+        "plain p50/p99 ms",
+        "scripted p50/p99 ms",
+        "plain/s",
+        "script/s",
+        "cost p50",
+        "cost p99",
+        "cost /s"
+    );
+    for row in &script.result.setups {
+        println!(
+            "{:<8} {:>5} {:>19} {:>21} {:>8.0} {:>10.0} {:>9} {:>9} {:>9}",
+            row.kind,
+            row.concurrency,
+            pair(row.plain.ms.p50, row.plain.ms.p99, 2),
+            pair(row.scripted.ms.p50, row.scripted.ms.p99, 2),
+            row.plain.setups_per_s,
+            row.scripted.setups_per_s,
+            pct(row.cost_p50),
+            pct(row.cost_p99),
+            pct(row.cost_rate),
+        );
+    }
+    println!("(connect: TCP -> handshake -> connect -> Connect.Success; play: then createStream -> play -> Play.Start; cost = (scripted - plain) / plain, target < +10 %)");
+    println!(
+        "{:<13} {:>21} {:>25} {:>9} {:>15} {:>9}",
+        "instance of", "new p50/p99 ms", "running p50/p99 ms", "cost p50", "RSS MB", "threads"
+    );
+    for side in &script.result.instance_start {
+        println!(
+            "{:<13} {:>21} {:>25} {:>9} {:>15} {:>9}",
+            side.app,
+            format!(
+                "{} ({})",
+                pair(side.new_instance_ms.p50, side.new_instance_ms.p99, 2),
+                side.new_instance_ms.count
+            ),
+            format!(
+                "{} ({})",
+                pair(
+                    side.running_instance_ms.p50,
+                    side.running_instance_ms.p99,
+                    2
+                ),
+                side.running_instance_ms.count
+            ),
+            pct(side.cost_p50),
+            format!("{:.1} -> {:.1}", side.rss_before_mb, side.rss_after_mb),
+            format!("{} -> {}", side.threads_before, side.threads_after),
+        );
+    }
+    println!("(TCP -> Connect.Success, one connect at a time: to a never-used instance APP/newPIDxI, alternating with the running default instance)");
 }
 
 const COLORS: [&str; 4] = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd"];

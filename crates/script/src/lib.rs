@@ -150,6 +150,14 @@ pub enum ScriptEvent {
         /// publishQueryString.
         query: String,
     },
+    /// A client is about to play a stream: `onPlay(client, stream)` (an Ascend addition; FMS
+    /// has no play event).
+    Play {
+        /// Client id.
+        client_id: u64,
+        /// Stream name.
+        name: String,
+    },
     /// A stream ended: `onUnpublish(client, stream)`.
     Unpublish {
         /// Client id.

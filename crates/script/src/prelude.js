@@ -373,3 +373,8 @@ function __ascend_streamStatus(name, info) {
     var stream = __ascend_streams[name];
     if (stream && typeof stream.onStatus == "function") stream.onStatus(info);
 }
+
+// Ascend addition: FMS has no play event; edges use it to pull on demand.
+function __ascend_play(id, name) {
+    if (typeof application.onPlay == "function") application.onPlay(__ascend_clients[id], Stream.get(name));
+}

@@ -905,6 +905,14 @@ impl Runtime {
                     ])
                 });
             }
+            ScriptEvent::Play { client_id, name } => {
+                let _ = self.call("__ascend_play", |_| {
+                    Ok(vec![
+                        JsValue::from(client_id as f64),
+                        JsValue::from(JsString::from(name.as_str())),
+                    ])
+                });
+            }
             ScriptEvent::Unpublish { client_id, name } => {
                 self.host.borrow_mut().streams.remove(&name);
                 let _ = self.call("__ascend_unpublish", |_| {

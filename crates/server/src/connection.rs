@@ -597,6 +597,10 @@ impl Connection {
                 .play_status(stream_id, "error", "NetStream.Play.Failed", &name);
             return Ok(());
         }
+        instance.script_event(ScriptEvent::Play {
+            client_id: self.id,
+            name: name.clone(),
+        });
         let subscription = instance.hub().subscribe(&name);
         info!(
             client = self.id,
