@@ -267,9 +267,12 @@ application.onAppStart = function() {
     dead.onStatus = function(info) { trace("dead port: " + info.code); };
     dead.connect(application.config.dead);
     var nc = new NetConnection();
+    nc.greet = function(who) { trace("remote invoked greet " + who); return "hello " + who; };
     nc.onStatus = function(info) {
         trace("remote: " + info.code);
         if (info.code == "NetConnection.Connect.Success") {
+            nc.call("add", { onResult: function(sum) { trace("remote add returned " + sum); } }, 2, 40);
+            nc.call("missing", { onStatus: function(e) { trace("remote missing: " + e.code); } });
             var ns = new NetStream(nc);
             ns.onStatus = function(status) { trace("taken name: " + status.code); };
             ns.attach(Stream.get("anything"));
@@ -281,8 +284,16 @@ application.onAppStart = function() {
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connect_failed_and_a_refused_publish_reach_the_script() {
-    let remote = TestServer::start(&["live"], "");
+async fn connect_failed_refused_publish_and_calls_both_ways_reach_the_script() {
+    // The remote application answers calls and calls back the connecting server.
+    let remote_script = r#"
+        Client.prototype.add = function(a, b) { return a + b; };
+        application.onConnect = function(client) {
+            application.acceptConnection(client);
+            client.call("greet", { onResult: function(r) { trace("greet answered " + r); } }, "origin");
+        };
+    "#;
+    let remote = TestServer::start_with_files(&["live"], &[("live/main.asc", remote_script)], "");
     // The name is already live on the remote server.
     let mut holder = connect(&remote, "live").await.expect("holder");
     holder.publish("taken").await.expect("publish");
