@@ -566,16 +566,16 @@ impl NetConnectionTask {
             .find(|p| p.remote_stream_id == Some(stream_id))
         {
             match code.as_str() {
-                "NetStream.Play.Start" | "NetStream.Play.PublishNotify" => {
-                    if pull.publisher.is_none() {
-                        match instance
-                            .hub()
-                            .publish(&pull.name, relay_client_id(self.nc_id))
-                        {
-                            Ok(publisher) => pull.publisher = Some(publisher),
-                            Err(error) => {
-                                warn!(instance = %instance.full_name(), stream = %pull.name, %error, "pulled stream cannot be published locally")
-                            }
+                "NetStream.Play.Start" | "NetStream.Play.PublishNotify"
+                    if pull.publisher.is_none() =>
+                {
+                    match instance
+                        .hub()
+                        .publish(&pull.name, relay_client_id(self.nc_id))
+                    {
+                        Ok(publisher) => pull.publisher = Some(publisher),
+                        Err(error) => {
+                            warn!(instance = %instance.full_name(), stream = %pull.name, %error, "pulled stream cannot be published locally")
                         }
                     }
                 }
