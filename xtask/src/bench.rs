@@ -50,9 +50,10 @@ pub struct BenchArgs {
     /// Connection setups per concurrency level (10 and 100).
     #[arg(long, default_value_t = 200)]
     pub setups: usize,
-    /// Ascend's script figures: setups per application, kind and concurrency.
-    #[arg(long, default_value_t = 1000)]
-    pub script_setups: usize,
+    /// Ascend's script figures: setups per application, kind and concurrency [default: 1000,
+    /// 200 with --quick].
+    #[arg(long)]
+    pub script_setups: Option<usize>,
     /// Ascend's script figures: connects to never-used instances per application.
     #[arg(long, default_value_t = 20)]
     pub instance_samples: usize,
@@ -147,7 +148,10 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         subscribers: subscribers.clone(),
         seconds,
         setups: args.setups,
-        script_setups: args.script_setups.max(1),
+        script_setups: args
+            .script_setups
+            .unwrap_or(if args.quick { 200 } else { 1000 })
+            .max(1),
         instance_samples: args.instance_samples.max(1),
     };
     let mut results = Vec::new();

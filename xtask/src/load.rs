@@ -242,6 +242,8 @@ pub struct ScriptSetup {
     /// (plain setups/s − scripted setups/s) / scripted setups/s: the extra wall time per
     /// setup (positive: the script costs).
     pub cost_rate: Option<f64>,
+    /// This load client's CPU % over both sides' batches (100 = its one core).
+    pub client_cpu_pct: f64,
 }
 
 /// Connects to never-used instances against connects to a running one.
@@ -276,6 +278,10 @@ pub struct InstanceStartSide {
 pub struct ScriptResult {
     /// The script of the scripted application.
     pub script: String,
+    /// The server's VmRSS when these figures started, MB.
+    pub server_rss_start_mb: f64,
+    /// The server's VmRSS after the setups (before the instance starts), MB.
+    pub server_rss_after_setups_mb: f64,
     /// Per kind and concurrency.
     pub setups: Vec<ScriptSetup>,
     /// Instance start, for the scripted application then the plain one (one at a time).
@@ -723,6 +729,7 @@ async fn compare_setups(args: &ScriptArgs, kind: &str, concurrency: usize) -> Re
         side.app = url.app.clone();
         side.attempted = args.count;
     }
+    let cpu_start = CpuSnapshot::take(None)?;
     let mut remaining = args.count;
     while remaining > 0 {
         let batch = remaining.min(concurrency);
@@ -733,6 +740,7 @@ async fn compare_setups(args: &ScriptArgs, kind: &str, concurrency: usize) -> Re
             busy[i] += took;
         }
     }
+    let client_cpu_pct = cpu_start.percent_until(&CpuSnapshot::take(None)?);
     for i in 0..2 {
         let side = &mut sides[i];
         side.succeeded = times[i].len();
@@ -751,6 +759,7 @@ async fn compare_setups(args: &ScriptArgs, kind: &str, concurrency: usize) -> Re
         cost_p50: relative(scripted.ms.p50, plain.ms.p50),
         cost_p99: relative(scripted.ms.p99, plain.ms.p99),
         cost_rate: relative(Some(plain.setups_per_s), Some(scripted.setups_per_s)),
+        client_cpu_pct,
         plain,
         scripted,
     })
@@ -796,8 +805,10 @@ async fn instance_start(args: &ScriptArgs, app: &str, scripted: bool) -> Result<
 }
 
 async fn script_figures(args: ScriptArgs) -> Result<ScriptResult> {
+    let pid = Some(args.server_pid);
     let mut result = ScriptResult {
         script: SCRIPT.to_string(),
+        server_rss_start_mb: status_kb(pid, "VmRSS")? as f64 / 1024.0,
         ..ScriptResult::default()
     };
     // One unmeasured setup into each, so neither side pays a first-use cost.
@@ -821,6 +832,8 @@ async fn script_figures(args: ScriptArgs) -> Result<ScriptResult> {
                 .push(compare_setups(&args, kind, concurrency.max(1)).await?);
         }
     }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    result.server_rss_after_setups_mb = status_kb(pid, "VmRSS")? as f64 / 1024.0;
     result
         .instance_start
         .push(instance_start(&args, &args.scripted_app, true).await?);

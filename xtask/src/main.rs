@@ -2,7 +2,7 @@
 //!
 //! - `ci`: what CI runs (ffmpeg present, fmt check, clippy with warnings denied, build, tests);
 //! - `bench`: Ascend against nginx-rtmp on loopback, with a table, JSON and an SVG plot in
-//!   `target/bench/`.
+//!   `target/bench/`, plus Ascend's application-script figures (nginx-rtmp has no scripts).
 //!
 //! `bench-load`, `bench-setup` and `bench-script` are the benchmark's load client, which `bench` runs as a
 //! separate optimised process.

@@ -140,6 +140,10 @@ pub struct Report {
     pub uname: String,
     /// `nproc`.
     pub nproc: String,
+    /// The CPU's model name, from `/proc/cpuinfo`.
+    pub cpu_model: String,
+    /// `MemTotal` from `/proc/meminfo`, MB.
+    pub mem_total_mb: Option<f64>,
     /// The command as typed.
     pub command: String,
     /// `--quick`.
@@ -193,6 +197,22 @@ impl Report {
             date: shell("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"]),
             uname: shell("uname", &["-a"]),
             nproc: shell("nproc", &[]),
+            cpu_model: std::fs::read_to_string("/proc/cpuinfo")
+                .ok()
+                .and_then(|text| {
+                    text.lines()
+                        .find_map(|line| line.strip_prefix("model name")?.split_once(':'))
+                        .map(|(_, name)| name.trim().to_string())
+                })
+                .unwrap_or_default(),
+            mem_total_mb: std::fs::read_to_string("/proc/meminfo")
+                .ok()
+                .and_then(|text| {
+                    text.lines()
+                        .find_map(|line| line.strip_prefix("MemTotal:"))
+                        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+                })
+                .map(|kb| kb / 1024.0),
             command: format!("cargo xtask {}", args.join(" ")),
             quick,
             seconds,
@@ -515,7 +535,7 @@ fn print_script(report: &Report) {
         script.result.script.trim()
     );
     println!(
-        "{:<8} {:>5} {:>19} {:>21} {:>8} {:>10} {:>9} {:>9} {:>9}",
+        "{:<8} {:>5} {:>19} {:>21} {:>8} {:>10} {:>9} {:>9} {:>9} {:>9}",
         "setup",
         "conc",
         "plain p50/p99 ms",
@@ -524,11 +544,12 @@ fn print_script(report: &Report) {
         "script/s",
         "cost p50",
         "cost p99",
-        "cost /s"
+        "cost /s",
+        "client %"
     );
     for row in &script.result.setups {
         println!(
-            "{:<8} {:>5} {:>19} {:>21} {:>8.0} {:>10.0} {:>9} {:>9} {:>9}",
+            "{:<8} {:>5} {:>19} {:>21} {:>8.0} {:>10.0} {:>9} {:>9} {:>9} {:>9.0}",
             row.kind,
             row.concurrency,
             pair(row.plain.ms.p50, row.plain.ms.p99, 2),
@@ -538,6 +559,7 @@ fn print_script(report: &Report) {
             pct(row.cost_p50),
             pct(row.cost_p99),
             pct(row.cost_rate),
+            row.client_cpu_pct,
         );
     }
     println!("(connect: TCP -> handshake -> connect -> Connect.Success; play: then createStream -> play -> Play.Start; cost = (scripted - plain) / plain, target < +10 %)");
@@ -569,6 +591,10 @@ fn print_script(report: &Report) {
         );
     }
     println!("(TCP -> Connect.Success, one connect at a time: to a never-used instance APP/newPIDxI, alternating with the running default instance)");
+    println!(
+        "ascend RSS: {:.1} MB when the script figures started, {:.1} MB after their setups",
+        script.result.server_rss_start_mb, script.result.server_rss_after_setups_mb
+    );
 }
 
 const COLORS: [&str; 4] = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd"];

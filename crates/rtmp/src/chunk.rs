@@ -107,7 +107,7 @@ impl ChunkDecoder {
     /// A decoder with the initial chunk size of 128.
     pub fn new(limits: ChunkLimits) -> Self {
         ChunkDecoder {
-            buffer: BytesMut::with_capacity(8192),
+            buffer: BytesMut::new(),
             chunk_size: DEFAULT_CHUNK_SIZE,
             limits,
             streams: HashMap::new(),

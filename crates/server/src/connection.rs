@@ -43,6 +43,10 @@ pub enum ConnectionError {
     Limit(String),
 }
 
+/// Read buffer of a new connection, and of one that has shown it sends a lot (a publisher).
+const SMALL_READ_BUFFER: usize = 4 * 1024;
+const LARGE_READ_BUFFER: usize = 64 * 1024;
+
 /// C0 + C1 + C2.
 const HANDSHAKE_BYTES_FROM_CLIENT: u64 = 1 + 2 * 1536;
 
@@ -133,7 +137,8 @@ async fn run(
 ) -> Result<Summary, ConnectionError> {
     let limits = context.config.limits.clone();
     let handshake_timeout = Duration::from_secs(limits.handshake_timeout_secs);
-    let mut read_buffer = vec![0u8; 64 * 1024];
+    // Small until a client sends a lot (players send almost nothing): idle connections stay cheap.
+    let mut read_buffer = vec![0u8; SMALL_READ_BUFFER];
     let remaining =
         tokio::time::timeout(handshake_timeout, handshake(&mut socket, &mut read_buffer))
             .await
@@ -182,6 +187,9 @@ async fn run(
                 Ok(0) => break,
                 Ok(n) => {
                     connection.session.receive_bytes(&read_buffer[..n]);
+                    if n == read_buffer.len() && n < LARGE_READ_BUFFER {
+                        read_buffer.resize(LARGE_READ_BUFFER, 0);
+                    }
                     result = connection.process_events();
                 }
                 Err(error) => result = Err(error.into()),
