@@ -109,6 +109,9 @@ impl fmt::Debug for Subscription {
     }
 }
 
+/// Capacity the per-subscriber event queue keeps after draining.
+const SMALL_QUEUE: usize = 16;
+
 /// The decoder context a subscriber has been given so far, to tell what an
 /// overrun made it miss.
 #[derive(Debug, Default)]
@@ -163,6 +166,11 @@ impl RingReader {
     fn try_next(&mut self, entry: &StreamEntry) -> Option<SubscriptionEvent> {
         if let Some(event) = self.queued.pop_front() {
             return Some(event);
+        }
+        if self.queued.capacity() > SMALL_QUEUE {
+            // The join snapshot (a whole keyframe group) made it large; a thousand players
+            // each keeping that capacity would cost megabytes for nothing.
+            self.queued = VecDeque::new();
         }
         let state = entry.read();
         self.next_event(&entry.name, &state)

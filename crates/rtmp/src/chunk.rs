@@ -321,7 +321,9 @@ struct OutgoingChunkStream {
 /// its one encoder, in order, since chunk headers are compressed against the previous ones.
 pub struct ChunkEncoder {
     chunk_size: u32,
-    streams: HashMap<u32, OutgoingChunkStream>,
+    /// Last header per chunk stream. A connection uses a handful of chunk streams, so a short
+    /// list beats a hash map on the per-frame path.
+    streams: Vec<(u32, OutgoingChunkStream)>,
 }
 
 impl Default for ChunkEncoder {
@@ -335,7 +337,7 @@ impl ChunkEncoder {
     pub fn new() -> Self {
         ChunkEncoder {
             chunk_size: DEFAULT_CHUNK_SIZE,
-            streams: HashMap::new(),
+            streams: Vec::new(),
         }
     }
 
@@ -348,7 +350,11 @@ impl ChunkEncoder {
     /// for the messages after it, as the peer will read them.
     pub fn encode(&mut self, message: &RawMessage, batch: &mut WriteBatch) {
         let length = message.payload.len() as u32;
-        let previous = self.streams.get(&message.chunk_stream_id).copied();
+        let previous = self
+            .streams
+            .iter()
+            .find(|(id, _)| *id == message.chunk_stream_id)
+            .map(|(_, last)| *last);
         let (format, timestamp_field) = match previous {
             Some(prev)
                 if prev.stream_id == message.stream_id && message.timestamp >= prev.timestamp =>
@@ -393,15 +399,20 @@ impl ChunkEncoder {
                 header.put_u32(timestamp_field);
             }
         }
-        self.streams.insert(
-            message.chunk_stream_id,
-            OutgoingChunkStream {
-                timestamp: message.timestamp,
-                message_length: length,
-                type_id: message.type_id,
-                stream_id: message.stream_id,
-            },
-        );
+        let last = OutgoingChunkStream {
+            timestamp: message.timestamp,
+            message_length: length,
+            type_id: message.type_id,
+            stream_id: message.stream_id,
+        };
+        match self
+            .streams
+            .iter_mut()
+            .find(|(id, _)| *id == message.chunk_stream_id)
+        {
+            Some((_, slot)) => *slot = last,
+            None => self.streams.push((message.chunk_stream_id, last)),
+        }
         if message.type_id == 1 && payload.len() >= 4 {
             let size = u32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]]);
             if size > 0 {
@@ -447,7 +458,8 @@ impl WriteBatch {
 
     fn header_space(&mut self) -> &mut BytesMut {
         if self.pending.capacity() - self.pending.len() < 64 {
-            self.pending.reserve(4096);
+            // Small: every connection holds one of these while idle.
+            self.pending.reserve(1024);
         }
         &mut self.pending
     }

@@ -95,7 +95,8 @@ pub struct ClientLink {
     /// Accepted (by the script or, without one, at once).
     pub accepted: bool,
     /// Where the script's commands for this client go (its connection task).
-    pub commands: mpsc::UnboundedSender<ScriptCommand>,
+    /// (Boxed: the channel's first block then costs 32 pointers, not 32 commands, per client.)
+    pub commands: mpsc::UnboundedSender<Box<ScriptCommand>>,
 }
 
 /// One running application instance.
@@ -157,7 +158,7 @@ impl Instance {
         &self,
         info: ClientInfo,
         accepted: bool,
-    ) -> mpsc::UnboundedReceiver<ScriptCommand> {
+    ) -> mpsc::UnboundedReceiver<Box<ScriptCommand>> {
         let (commands, receiver) = mpsc::unbounded_channel();
         lock(&self.clients).insert(
             info.id,

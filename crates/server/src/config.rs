@@ -16,7 +16,7 @@
 //! max_message_size = 8388608
 //! max_streams_per_connection = 64
 //! [hub]
-//! ring_capacity = 1024
+//! ring_capacity = 512
 //! gop_cache_max_bytes = 8388608
 //! publisher_takeover_after_ms = 2000
 //! ```

@@ -44,7 +44,7 @@ pub enum ConnectionError {
 }
 
 /// Read buffer of a new connection, and of one that has shown it sends a lot (a publisher).
-const SMALL_READ_BUFFER: usize = 4 * 1024;
+const SMALL_READ_BUFFER: usize = 2 * 1024;
 const LARGE_READ_BUFFER: usize = 64 * 1024;
 
 /// C0 + C1 + C2.
@@ -73,7 +73,7 @@ struct Connection {
     /// Events that arrived while the connect was pending, replayed once accepted.
     deferred: Vec<ServerEvent>,
     /// The script's commands for this client.
-    script_commands: Option<mpsc::UnboundedReceiver<ScriptCommand>>,
+    script_commands: Option<mpsc::UnboundedReceiver<Box<ScriptCommand>>>,
     /// Our calls to the client (transaction id) that a script responder waits for (call id).
     script_calls: HashMap<u64, u64>,
 }
@@ -82,8 +82,8 @@ struct Connection {
 const MAX_DEFERRED_EVENTS: usize = 256;
 
 async fn next_script_command(
-    receiver: &mut Option<mpsc::UnboundedReceiver<ScriptCommand>>,
-) -> Option<ScriptCommand> {
+    receiver: &mut Option<mpsc::UnboundedReceiver<Box<ScriptCommand>>>,
+) -> Option<Box<ScriptCommand>> {
     match receiver {
         Some(receiver) => receiver.recv().await,
         None => std::future::pending().await,
@@ -201,7 +201,7 @@ async fn run(
                 )));
             }
             command = next_script_command(&mut connection.script_commands) => match command {
-                Some(command) => result = connection.on_script_command(command),
+                Some(command) => result = connection.on_script_command(*command),
                 None => connection.script_commands = None,
             },
             _ = connection.writer.closed() => break,
@@ -627,7 +627,7 @@ impl Connection {
         self.send_to_writer(WriterCommand::Play {
             stream_id,
             name,
-            subscription,
+            subscription: Box::new(subscription),
         })
     }
 

@@ -379,7 +379,7 @@ pub async fn route(
                         info!(instance = %instance.full_name(), "application.shutdown(): disconnecting every client");
                         let links = instance.clients.lock().unwrap_or_else(|p| p.into_inner());
                         for (client_id, link) in links.iter() {
-                            let _ = link.commands.send(ScriptCommand::Disconnect { client_id: *client_id });
+                            let _ = link.commands.send(Box::new(ScriptCommand::Disconnect { client_id: *client_id }));
                         }
                     }
                     command => relays.handle(&instance, &context, command),
@@ -436,7 +436,7 @@ fn deliver(instance: &Instance, command: ScriptCommand) {
         ScriptCommand::Accept { .. } => link.accepted = true,
         _ => {}
     }
-    let _ = link.commands.send(command);
+    let _ = link.commands.send(Box::new(command));
 }
 
 /// Restarts the script of an instance whose handler has been running too long. The stuck

@@ -33,7 +33,8 @@ pub enum WriterCommand {
         /// Stream name (for status descriptions).
         name: String,
         /// The hub subscription.
-        subscription: Subscription,
+        /// (Boxed: keeps every command, and so each channel block, small.)
+        subscription: Box<Subscription>,
     },
     /// Stop sending on `stream_id`.
     Stop {
@@ -61,7 +62,7 @@ pub enum WriterCommand {
 struct Player {
     stream_id: u32,
     name: String,
-    subscription: Subscription,
+    subscription: Box<Subscription>,
     paused: bool,
     receive_audio: bool,
     receive_video: bool,
