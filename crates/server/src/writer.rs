@@ -146,6 +146,18 @@ pub async fn run(
 
 /// Waits for a command or an event of any played stream.
 async fn next_input(commands: &mut mpsc::Receiver<WriterCommand>, players: &mut [Player]) -> Input {
+    // Almost every connection plays at most one stream: wait without allocating.
+    match players {
+        [] => return Input::Command(commands.recv().await),
+        [player] => {
+            return tokio::select! {
+                biased;
+                command = commands.recv() => Input::Command(command),
+                event = player.subscription.recv() => Input::Event(0, event),
+            }
+        }
+        _ => {}
+    }
     // The receive futures must live for the whole wait: each registers for a wake-up.
     type EventFuture<'a> = Pin<Box<dyn Future<Output = (usize, SubscriptionEvent)> + Send + 'a>>;
     let mut events: Vec<EventFuture<'_>> = players
