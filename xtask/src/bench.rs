@@ -7,10 +7,25 @@
 //! application scripts) it then publishes the clip a second time, into the application
 //! `scripted` whose `main.asc` decides each connect, and runs `xtask bench-script`: setups into
 //! `livestreams` (no script) against setups into `scripted`, and the start of never-used
-//! instances. The report (table, JSON, SVG) is made by [`crate::report`].
+//! instances.
+//!
+//! Then, for each server, the relay hop: an edge and an origin process whose application
+//! `relay` republishes every stream to the edge (Ascend: [`RELAY_SCRIPT`]; nginx-rtmp:
+//! `push`); the clip is published to `ORIGIN/relay/hop` and `xtask bench-hop` plays it on
+//! the origin and on the edge at once, measuring the delay the hop adds per frame and the
+//! origin's CPU, against a plain publish into the origin's `livestreams` with one local player.
+//! Last, for each server, the memory per idle connection on a fresh process: `xtask
+//! bench-idle` opens 1000 connections (handshake + connect, nothing more) and reads the
+//! server's VmRSS before and after. The report (table, JSON, SVG) is made by
+//! [`crate::report`].
 
+use crate::idle::IdleResult;
 use crate::load::{wait_live, LoadResult, ScriptResult, SetupResult, SCRIPT};
-use crate::report::{self, Report, ScriptReport, ServerResult};
+use crate::relay::HopResult;
+use crate::report::{
+    self, IdleReport, IdleServer, Measured, RelayReport, RelayServer, Report, ScriptReport,
+    ServerResult,
+};
 use crate::tools::{
     cargo, ensure_ffmpeg, ensure_nginx_rtmp, free_port, output, run, target_dir, wait_for_port,
     with_raised_nofile, ChildGuard, NGINX, NGINX_RTMP_MODULE,
@@ -26,6 +41,29 @@ const APP: &str = "livestreams";
 /// Ascend's application with a `main.asc` ([`SCRIPT`]), for the script figures.
 const SCRIPTED_APP: &str = "scripted";
 const STREAM: &str = "bench";
+/// The origin's relaying application, the edge's application and the relayed stream.
+const RELAY_APP: &str = "relay";
+const EDGE_APP: &str = "live";
+const HOP_STREAM: &str = "hop";
+/// The origin's `relay/main.asc`: republish every published stream to `application.config.edge`.
+pub const RELAY_SCRIPT: &str = r#"application.onPublish = function (client, stream) {
+    var nc = new NetConnection();
+    nc.onStatus = function (info) {
+        if (info.code == "NetConnection.Connect.Success") {
+            var ns = new NetStream(nc);
+            ns.attach(stream);
+            ns.publish(stream.name, "live");
+        }
+    };
+    nc.connect(application.config.edge);
+};
+"#;
+/// Targets the project aims at (printed beside the figures, not asserted).
+pub const TARGET_RELAY_P50_MS: f64 = 0.1;
+/// See [`TARGET_RELAY_P50_MS`].
+pub const TARGET_RELAY_P99_MS: f64 = 1.0;
+/// See [`TARGET_RELAY_P50_MS`].
+pub const TARGET_IDLE_KIB: f64 = 16.0;
 /// Ascend's configuration for the bench (all players come from one address).
 pub const ASCEND_CONFIG: &str = "[limits]\nmax_connections_per_ip = 100000\n";
 
@@ -57,6 +95,33 @@ pub struct BenchArgs {
     /// Ascend's script figures: connects to never-used instances per application.
     #[arg(long, default_value_t = 20)]
     pub instance_samples: usize,
+    /// What to measure, comma separated: core (fan-out, first frame, lag, setup, scripts),
+    /// relay (relay hop latency and CPU), idle (memory per idle connection) [default: all].
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub parts: Option<Vec<Part>>,
+    /// Relay hop window, seconds [default: 20, 5 with --quick].
+    #[arg(long)]
+    pub relay_seconds: Option<f64>,
+    /// Idle connections per server (at most 4000).
+    #[arg(long, default_value_t = 1000)]
+    pub idle_connections: usize,
+    /// Use target/release/ascend as it is, without building it first.
+    #[arg(long)]
+    pub no_build_ascend: bool,
+    /// Where to write results.json and cpu_rss.svg [default: target/bench].
+    #[arg(long)]
+    pub out_dir: Option<PathBuf>,
+}
+
+/// A part of the benchmark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Part {
+    /// Fan-out at N subscribers, first frame, lag, connection setup, Ascend's script figures.
+    Core,
+    /// Relay hop: added latency per frame and the origin's CPU per relayed stream.
+    Relay,
+    /// Memory per idle connection.
+    Idle,
 }
 
 /// A server under test.
@@ -78,6 +143,35 @@ impl ServerKind {
     }
 }
 
+/// What a server process is for: the bench's main server, the relay's origin or edge, or the
+/// idle-memory server. Each has its own folder (`target/bench/ascend{suffix}`, ...).
+#[derive(Debug, Clone, Copy)]
+enum Role {
+    Main,
+    RelayOrigin { edge_port: u16 },
+    RelayEdge,
+    Idle,
+}
+
+impl Role {
+    fn suffix(self) -> &'static str {
+        match self {
+            Role::Main => "",
+            Role::RelayOrigin { .. } => "-origin",
+            Role::RelayEdge => "-edge",
+            Role::Idle => "-idle",
+        }
+    }
+}
+
+/// The application the idle connections connect to.
+fn idle_app(kind: ServerKind) -> &'static str {
+    match kind {
+        ServerKind::Ascend => APP,
+        ServerKind::Nginx => EDGE_APP,
+    }
+}
+
 struct Plan {
     dir: PathBuf,
     load_client: PathBuf,
@@ -88,6 +182,8 @@ struct Plan {
     setups: usize,
     script_setups: usize,
     instance_samples: usize,
+    relay_seconds: f64,
+    idle_connections: usize,
 }
 
 /// Runs the benchmark.
@@ -106,6 +202,20 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     if !(4.0..=3600.0).contains(&seconds) {
         bail!("--seconds must be between 4 and 3600 (kept-up compares the first and last 2 s)");
     }
+    let relay_seconds = args
+        .relay_seconds
+        .unwrap_or(if args.quick { 5.0 } else { 20.0 });
+    if !(1.0..=3600.0).contains(&relay_seconds) {
+        bail!("--relay-seconds must be between 1 and 3600");
+    }
+    // nginx-rtmp runs with worker_connections 4096.
+    if !(1..=4000).contains(&args.idle_connections) {
+        bail!("--idle-connections must be between 1 and 4000");
+    }
+    let parts = args
+        .parts
+        .clone()
+        .unwrap_or_else(|| vec![Part::Core, Part::Relay, Part::Idle]);
     let servers: Vec<ServerKind> = match args.only {
         Some(kind) => vec![kind],
         None if args.skip_nginx => vec![ServerKind::Ascend],
@@ -114,6 +224,8 @@ pub fn bench(args: BenchArgs) -> Result<()> {
 
     let dir = target_dir().join("bench");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let out_dir = args.out_dir.clone().unwrap_or_else(|| dir.clone());
+    std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     ensure_ffmpeg()?;
     if servers.contains(&ServerKind::Nginx) {
         ensure_nginx_rtmp()?;
@@ -125,10 +237,17 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     let load_client = release.join("xtask");
     let ascend = release.join("ascend");
     if servers.contains(&ServerKind::Ascend) {
-        println!("==> building ascend (release)");
-        run(cargo().args(["build", "--release", "-p", "ascend"])).context("building ascend")?;
+        if args.no_build_ascend {
+            println!(
+                "==> using {} as it is (--no-build-ascend)",
+                ascend.display()
+            );
+        } else {
+            println!("==> building ascend (release)");
+            run(cargo().args(["build", "--release", "-p", "ascend"])).context("building ascend")?;
+        }
         if !ascend.exists() {
-            bail!("{} is missing after the build", ascend.display());
+            bail!("{} is missing", ascend.display());
         }
     }
 
@@ -136,8 +255,9 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     ensure_media(&media)?;
     let media_mbit = media_bitrate(&media).unwrap_or(0.0);
     println!(
-        "media: {} ({media_mbit:.2} Mbit/s); N = {subscribers:?}, {seconds} s each",
-        media.display()
+        "media: {} ({media_mbit:.2} Mbit/s); parts {parts:?}; N = {subscribers:?}, {seconds} s each; relay {relay_seconds} s windows; {} idle connections",
+        media.display(),
+        args.idle_connections
     );
 
     let context = Plan {
@@ -153,30 +273,63 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             .unwrap_or(if args.quick { 200 } else { 1000 })
             .max(1),
         instance_samples: args.instance_samples.max(1),
+        relay_seconds,
+        idle_connections: args.idle_connections,
     };
-    let mut results = Vec::new();
-    let mut script = None;
-    for kind in servers {
-        let (result, script_result) = bench_server(kind, &context)
-            .with_context(|| format!("benchmarking {}", kind.label()))?;
-        results.push(result);
-        script = script.or(script_result);
+    let mut measured = Measured::default();
+    if parts.contains(&Part::Core) {
+        for &kind in &servers {
+            let (result, script_result) = bench_server(kind, &context)
+                .with_context(|| format!("benchmarking {}", kind.label()))?;
+            measured.servers.push(result);
+            measured.script = measured.script.or(script_result.map(ScriptReport::new));
+        }
+    }
+    // The relay and idle parts come after the core figures: a failure there is reported
+    // (table, notes, JSON) instead of losing what was already measured.
+    if parts.contains(&Part::Relay) {
+        let mut relay = RelayReport::new(relay_seconds);
+        for &kind in &servers {
+            match bench_relay(kind, &context) {
+                Ok(server) => relay.servers.push(server),
+                Err(error) => {
+                    let text = format!("relay hop for {} failed: {error:#}", kind.label());
+                    eprintln!("{text}");
+                    measured.failures.push(text);
+                }
+            }
+        }
+        measured.relay = Some(relay);
+    }
+    if parts.contains(&Part::Idle) {
+        let mut idle = IdleReport::new(args.idle_connections);
+        for &kind in &servers {
+            match bench_idle_memory(kind, &context) {
+                Ok(result) => idle.servers.push(IdleServer::new(kind.label(), result)),
+                Err(error) => {
+                    let text = format!("idle memory for {} failed: {error:#}", kind.label());
+                    eprintln!("{text}");
+                    measured.failures.push(text);
+                }
+            }
+        }
+        measured.idle_memory = Some(idle);
     }
 
+    let core = parts.contains(&Part::Core);
     let report = Report::new(
-        results,
-        subscribers,
+        measured,
+        if core { subscribers } else { Vec::new() },
         seconds,
         args.quick,
         media_mbit,
         &media,
-        script.map(ScriptReport::new),
     );
     report::print(&report);
-    let json = dir.join("results.json");
+    let json = out_dir.join("results.json");
     std::fs::write(&json, serde_json::to_string_pretty(&report)?)
         .with_context(|| format!("writing {}", json.display()))?;
-    let svg = dir.join("cpu_rss.svg");
+    let svg = out_dir.join("cpu_rss.svg");
     std::fs::write(&svg, report::svg(&report))
         .with_context(|| format!("writing {}", svg.display()))?;
     println!("\nwrote {} and {}", json.display(), svg.display());
@@ -226,24 +379,68 @@ fn log_file(path: &Path) -> Result<(Stdio, Stdio)> {
     Ok((Stdio::from(file.try_clone()?), Stdio::from(file)))
 }
 
-fn start_server(kind: ServerKind, port: u16, context: &Plan) -> Result<(ChildGuard, PathBuf)> {
-    match kind {
-        ServerKind::Ascend => {
-            let base = context.dir.join("ascend");
-            let apps = base.join("apps");
-            let logs = base.join("logs");
+fn write_file(path: &Path, text: &str) -> Result<()> {
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Ascend's applications for `role`, in `apps`.
+fn ascend_apps(apps: &Path, role: Role) -> Result<()> {
+    match role {
+        Role::Main => {
             std::fs::create_dir_all(apps.join(APP))?;
             std::fs::create_dir_all(apps.join(SCRIPTED_APP))?;
+            write_file(&apps.join(SCRIPTED_APP).join("main.asc"), SCRIPT)
+        }
+        Role::RelayOrigin { edge_port } => {
+            std::fs::create_dir_all(apps.join(APP))?;
+            let relay = apps.join(RELAY_APP);
+            std::fs::create_dir_all(&relay)?;
+            write_file(&relay.join("main.asc"), RELAY_SCRIPT)?;
+            write_file(
+                &relay.join("app.toml"),
+                &format!("[config]\nedge = \"rtmp://127.0.0.1:{edge_port}/{EDGE_APP}\"\n"),
+            )
+        }
+        Role::RelayEdge => Ok(std::fs::create_dir_all(apps.join(EDGE_APP))?),
+        Role::Idle => Ok(std::fs::create_dir_all(
+            apps.join(idle_app(ServerKind::Ascend)),
+        )?),
+    }
+}
+
+/// nginx-rtmp's `application` blocks for `role`.
+fn nginx_apps(role: Role) -> String {
+    match role {
+        Role::Main => format!("application {APP} {{ live on; }}"),
+        Role::RelayOrigin { edge_port } => format!(
+            "application {RELAY_APP} {{ live on; push rtmp://127.0.0.1:{edge_port}/{EDGE_APP}; }}\n        \
+             application {APP} {{ live on; }}"
+        ),
+        Role::RelayEdge => format!("application {EDGE_APP} {{ live on; }}"),
+        Role::Idle => format!("application {} {{ live on; }}", idle_app(ServerKind::Nginx)),
+    }
+}
+
+fn start_server(
+    kind: ServerKind,
+    port: u16,
+    context: &Plan,
+    role: Role,
+) -> Result<(ChildGuard, PathBuf)> {
+    let suffix = role.suffix();
+    match kind {
+        ServerKind::Ascend => {
+            let base = context.dir.join(format!("ascend{suffix}"));
+            let apps = base.join("apps");
+            let logs = base.join("logs");
             std::fs::create_dir_all(&logs)?;
-            let script = apps.join(SCRIPTED_APP).join("main.asc");
-            std::fs::write(&script, SCRIPT)
-                .with_context(|| format!("writing {}", script.display()))?;
+            ascend_apps(&apps, role)?;
             // Every player comes from 127.0.0.1: lift the per-IP limit (a public server's
             // default of 1000) the way an operator would, as nginx-rtmp has none.
             let config = base.join("ascend.toml");
             std::fs::write(&config, ASCEND_CONFIG)
                 .with_context(|| format!("writing {}", config.display()))?;
-            let log = context.dir.join("ascend.stderr.log");
+            let log = context.dir.join(format!("ascend{suffix}.stderr.log"));
             let (out, err) = log_file(&log)?;
             let args = [
                 "--listen".to_string(),
@@ -257,15 +454,17 @@ fn start_server(kind: ServerKind, port: u16, context: &Plan) -> Result<(ChildGua
             ];
             let mut command = with_raised_nofile(&context.ascend, &args);
             command.stdin(Stdio::null()).stdout(out).stderr(err);
-            Ok((ChildGuard::spawn("ascend", &mut command)?, log))
+            Ok((
+                ChildGuard::spawn(&format!("ascend{suffix}"), &mut command)?,
+                log,
+            ))
         }
         ServerKind::Nginx => {
-            let base = context.dir.join("nginx");
+            let base = context.dir.join(format!("nginx{suffix}"));
             std::fs::create_dir_all(base.join("logs"))?;
             let conf = base.join("nginx.conf");
             let error_log = base.join("error.log");
-            std::fs::write(&conf, nginx_conf(&base, port))
-                .with_context(|| format!("writing {}", conf.display()))?;
+            write_file(&conf, &nginx_conf(&base, port, &nginx_apps(role)))?;
             let log = base.join("stderr.log");
             let (out, err) = log_file(&log)?;
             let args = [
@@ -278,12 +477,15 @@ fn start_server(kind: ServerKind, port: u16, context: &Plan) -> Result<(ChildGua
             ];
             let mut command = with_raised_nofile(Path::new(NGINX), &args);
             command.stdin(Stdio::null()).stdout(out).stderr(err);
-            Ok((ChildGuard::spawn("nginx", &mut command)?, error_log))
+            Ok((
+                ChildGuard::spawn(&format!("nginx{suffix}"), &mut command)?,
+                error_log,
+            ))
         }
     }
 }
 
-fn nginx_conf(dir: &Path, port: u16) -> String {
+fn nginx_conf(dir: &Path, port: u16, applications: &str) -> String {
     let dir = dir.display();
     format!(
         "load_module {NGINX_RTMP_MODULE};\n\
@@ -294,12 +496,23 @@ fn nginx_conf(dir: &Path, port: u16) -> String {
          pid {dir}/nginx.pid;\n\
          events {{ worker_connections 4096; }}\n\
          rtmp {{\n    server {{\n        listen 127.0.0.1:{port};\n        chunk_size 4096;\n        \
-         application {APP} {{ live on; }}\n    }}\n}}\n"
+         {applications}\n    }}\n}}\n"
     )
 }
 
-/// Publishes the clip with ffmpeg (`-re`, looped, `-c copy`) to `APP/STREAM`.
+/// Publishes the clip with ffmpeg (`-re`, looped, `-c copy`) to `app/STREAM`.
 fn start_publisher(port: u16, app: &str, log: &Path, context: &Plan) -> Result<ChildGuard> {
+    start_publisher_to(port, app, STREAM, log, context)
+}
+
+/// Publishes the clip with ffmpeg (`-re`, looped, `-c copy`) to `app/stream`.
+fn start_publisher_to(
+    port: u16,
+    app: &str,
+    stream: &str,
+    log: &Path,
+    context: &Plan,
+) -> Result<ChildGuard> {
     let (out, err) = log_file(log)?;
     ChildGuard::spawn(
         "ffmpeg publisher",
@@ -308,7 +521,7 @@ fn start_publisher(port: u16, app: &str, log: &Path, context: &Plan) -> Result<C
             .args(["-stream_loop", "-1", "-i"])
             .arg(&context.media)
             .args(["-c", "copy", "-f", "flv"])
-            .arg(format!("rtmp://127.0.0.1:{port}/{app}/{STREAM}"))
+            .arg(format!("rtmp://127.0.0.1:{port}/{app}/{stream}"))
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err),
@@ -319,7 +532,7 @@ fn bench_server(kind: ServerKind, context: &Plan) -> Result<(ServerResult, Optio
     let name = kind.label();
     println!("\n==> {name}");
     let port = free_port()?;
-    let (mut server, log) = start_server(kind, port, context)?;
+    let (mut server, log) = start_server(kind, port, context, Role::Main)?;
     wait_for_port(port, Duration::from_secs(20), &mut server)
         .with_context(|| format!("starting {name} (see {})", log.display()))?;
     println!(
@@ -585,4 +798,231 @@ fn run_json<T: serde::de::DeserializeOwned>(program: &Path, args: &[String]) -> 
         .find(|line| line.starts_with('{'))
         .context("the load client printed no JSON")?;
     serde_json::from_str(line).context("parsing the load client's JSON")
+}
+
+/// "; NAME exited unexpectedly (...)" for each of `children` that is no longer running.
+fn dead_note(children: &mut [&mut ChildGuard]) -> String {
+    children
+        .iter_mut()
+        .filter_map(|child| child.check_running().err())
+        .map(|error| format!("; {error:#}"))
+        .collect()
+}
+
+/// The relay hop for one server: an edge, an origin that relays `relay/*` to it, a plain
+/// publish into the origin's `livestreams` with one local player (the baseline), then the
+/// publish into `relay/hop` with a player on the origin and one on the edge.
+fn bench_relay(kind: ServerKind, context: &Plan) -> Result<RelayServer> {
+    let name = kind.label();
+    println!(
+        "\n==> {name}: relay hop ({} s windows)",
+        context.relay_seconds
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let edge_port = free_port()?;
+    let (mut edge, edge_log) = start_server(kind, edge_port, context, Role::RelayEdge)?;
+    wait_for_port(edge_port, Duration::from_secs(20), &mut edge)
+        .with_context(|| format!("starting the edge (see {})", edge_log.display()))?;
+    let origin_port = free_port()?;
+    let (mut origin, origin_log) =
+        start_server(kind, origin_port, context, Role::RelayOrigin { edge_port })?;
+    wait_for_port(origin_port, Duration::from_secs(20), &mut origin)
+        .with_context(|| format!("starting the origin (see {})", origin_log.display()))?;
+    println!(
+        "{name}: origin pid {} on 127.0.0.1:{origin_port} (log {}), edge pid {} on 127.0.0.1:{edge_port} (log {})",
+        origin.pid(),
+        origin_log.display(),
+        edge.pid(),
+        edge_log.display()
+    );
+    let logs = format!("see {} and {}", origin_log.display(), edge_log.display());
+
+    // The baseline: the same clip into the origin, not relayed, one local player.
+    let plain_log = context.dir.join(format!("publisher-{name}-plain-hop.log"));
+    let mut publisher = start_publisher_to(origin_port, APP, HOP_STREAM, &plain_log, context)?;
+    if let Err(error) = runtime.block_on(wait_live(
+        origin_port,
+        APP,
+        HOP_STREAM,
+        Duration::from_secs(30),
+    )) {
+        let dead = dead_note(&mut [&mut origin, &mut publisher]);
+        bail!(
+            "plain publish: {error:#}{dead} ({logs}, {})",
+            plain_log.display()
+        );
+    }
+    let plain = match run_hop(context, origin_port, APP, None, origin.pid(), None) {
+        Ok(result) => result,
+        Err(error) => {
+            let dead = dead_note(&mut [&mut origin, &mut publisher]);
+            bail!("plain run: {error:#}{dead} ({logs})");
+        }
+    };
+    publisher.stop();
+    println!(
+        "{name}: plain publish, one local player: origin CPU {:.2} %{}",
+        plain.origin_cpu_pct,
+        if plain.errors.is_empty() {
+            String::new()
+        } else {
+            format!("; failures: {}", plain.errors.join(" | "))
+        }
+    );
+    origin.check_running()?;
+    std::thread::sleep(Duration::from_secs(1));
+
+    // The relay: the clip into relay/hop, which the origin republishes to the edge's live/hop.
+    let relay_log = context.dir.join(format!("publisher-{name}-relay-hop.log"));
+    let mut publisher =
+        start_publisher_to(origin_port, RELAY_APP, HOP_STREAM, &relay_log, context)?;
+    for (port, app, side) in [
+        (origin_port, RELAY_APP, "origin"),
+        (edge_port, EDGE_APP, "edge"),
+    ] {
+        match runtime.block_on(wait_live(port, app, HOP_STREAM, Duration::from_secs(30))) {
+            Ok(after) => println!(
+                "{name}: {app}/{HOP_STREAM} live on the {side} after {:.2} s",
+                after.as_secs_f64()
+            ),
+            Err(error) => {
+                let dead = dead_note(&mut [&mut origin, &mut edge, &mut publisher]);
+                bail!(
+                    "relayed publish, {side}: {error:#}{dead} ({logs}, {})",
+                    relay_log.display()
+                );
+            }
+        }
+    }
+    let relayed = match run_hop(
+        context,
+        origin_port,
+        RELAY_APP,
+        Some(edge_port),
+        origin.pid(),
+        Some(edge.pid()),
+    ) {
+        Ok(result) => result,
+        Err(error) => {
+            let dead = dead_note(&mut [&mut origin, &mut edge, &mut publisher]);
+            bail!("relayed run: {error:#}{dead} ({logs})");
+        }
+    };
+    publisher.stop();
+    origin.check_running()?;
+    edge.check_running()?;
+    origin.stop();
+    edge.stop();
+
+    let server = RelayServer::new(name, plain, relayed);
+    println!(
+        "{name}: relay hop: {}/{} origin frames matched at the edge (by {}), added p50 {} p99 {} ms (targets <= {TARGET_RELAY_P50_MS} / <= {TARGET_RELAY_P99_MS} ms); origin CPU {:.2} % relaying, {:.2} % plain: {:+.2} % per relayed stream; edge CPU {} %{}",
+        server.matched,
+        server.relayed.origin_frames,
+        server.matched_by,
+        report::fmt_opt(server.added_ms.p50, 2),
+        report::fmt_opt(server.added_ms.p99, 2),
+        server.origin_cpu_relay_pct,
+        server.origin_cpu_plain_pct,
+        server.cpu_per_relayed_stream_pct,
+        report::fmt_opt(server.edge_cpu_pct, 2),
+        if server.relayed.errors.is_empty() {
+            String::new()
+        } else {
+            format!("; failures: {}", server.relayed.errors.join(" | "))
+        }
+    );
+    Ok(server)
+}
+
+/// Memory per idle connection, on a fresh server process.
+fn bench_idle_memory(kind: ServerKind, context: &Plan) -> Result<IdleResult> {
+    let name = kind.label();
+    let app = idle_app(kind);
+    println!(
+        "\n==> {name}: memory per idle connection ({} connections to {app}, fresh process)",
+        context.idle_connections
+    );
+    let port = free_port()?;
+    let (mut server, log) = start_server(kind, port, context, Role::Idle)?;
+    wait_for_port(port, Duration::from_secs(20), &mut server)
+        .with_context(|| format!("starting {name} (see {})", log.display()))?;
+    // Let the fresh process finish starting up before its RSS is read.
+    std::thread::sleep(Duration::from_millis(500));
+    let result = match run_idle(context, port, app, server.pid()) {
+        Ok(result) => result,
+        Err(error) => {
+            let dead = dead_note(&mut [&mut server]);
+            bail!("{error:#}{dead} (see {})", log.display());
+        }
+    };
+    server.check_running()?;
+    server.stop();
+    println!(
+        "{name}: idle: {}/{} connected in {:.1} s; RSS {:.1} -> {:.1} MB: {:.2} KiB per connection (target < {TARGET_IDLE_KIB} KiB); {:.1} MB 1 s after closing them{}",
+        result.succeeded,
+        result.attempted,
+        result.connect_s,
+        result.rss_before_kib as f64 / 1024.0,
+        result.rss_after_kib as f64 / 1024.0,
+        result.kib_per_connection,
+        result.rss_after_close_kib as f64 / 1024.0,
+        if result.errors.is_empty() {
+            String::new()
+        } else {
+            format!("; failures: {}", result.errors.join(" | "))
+        }
+    );
+    Ok(result)
+}
+
+/// Runs `xtask bench-hop` and parses its JSON.
+fn run_hop(
+    context: &Plan,
+    origin_port: u16,
+    origin_app: &str,
+    edge_port: Option<u16>,
+    origin_pid: u32,
+    edge_pid: Option<u32>,
+) -> Result<HopResult> {
+    let mut args = vec![
+        "bench-hop".to_string(),
+        "--origin-port".to_string(),
+        origin_port.to_string(),
+        "--origin-app".to_string(),
+        origin_app.to_string(),
+        "--edge-app".to_string(),
+        EDGE_APP.to_string(),
+        "--stream".to_string(),
+        HOP_STREAM.to_string(),
+        "--seconds".to_string(),
+        context.relay_seconds.to_string(),
+        "--origin-pid".to_string(),
+        origin_pid.to_string(),
+    ];
+    if let Some(port) = edge_port {
+        args.extend(["--edge-port".to_string(), port.to_string()]);
+    }
+    if let Some(pid) = edge_pid {
+        args.extend(["--edge-pid".to_string(), pid.to_string()]);
+    }
+    run_json(&context.load_client, &args)
+}
+
+/// Runs `xtask bench-idle` and parses its JSON.
+fn run_idle(context: &Plan, port: u16, app: &str, pid: u32) -> Result<IdleResult> {
+    let args = vec![
+        "bench-idle".to_string(),
+        "--port".to_string(),
+        port.to_string(),
+        "--app".to_string(),
+        app.to_string(),
+        "--connections".to_string(),
+        context.idle_connections.to_string(),
+        "--server-pid".to_string(),
+        pid.to_string(),
+    ];
+    run_json(&context.load_client, &args)
 }

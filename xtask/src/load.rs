@@ -296,18 +296,18 @@ fn relative(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     }
 }
 
-fn url_for(port: u16, app: &str) -> Result<RtmpUrl> {
+pub(crate) fn url_for(port: u16, app: &str) -> Result<RtmpUrl> {
     Ok(RtmpUrl::parse(&format!("rtmp://127.0.0.1:{port}/{app}"))?)
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("building the tokio runtime")
 }
 
-fn note_error(errors: &mut Vec<String>, error: String) {
+pub(crate) fn note_error(errors: &mut Vec<String>, error: String) {
     if errors.len() < 5 && !errors.contains(&error) {
         errors.push(error);
     }
@@ -356,7 +356,7 @@ struct SubStats {
 /// For a video message that carries a picture, whether it is a keyframe; None for what
 /// carries none (sequence headers, end of sequence, metadata, command frames), whose
 /// timestamps say nothing about when the picture was live.
-fn picture(payload: &[u8]) -> Option<bool> {
+pub(crate) fn picture(payload: &[u8]) -> Option<bool> {
     let first = *payload.first()?;
     // FLV video tag: frame type in bits 4-6 (bit 7 flags enhanced RTMP), 1 = key frame,
     // 5 = video info / command frame.

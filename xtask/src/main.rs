@@ -2,15 +2,18 @@
 //!
 //! - `ci`: what CI runs (ffmpeg present, fmt check, clippy with warnings denied, build, tests);
 //! - `bench`: Ascend against nginx-rtmp on loopback, with a table, JSON and an SVG plot in
-//!   `target/bench/`, plus Ascend's application-script figures (nginx-rtmp has no scripts).
+//!   `target/bench/`, plus Ascend's application-script figures (nginx-rtmp has no scripts), the
+//!   latency and CPU of a relay hop (origin -> edge) and the memory per idle connection.
 //!
-//! `bench-load`, `bench-setup` and `bench-script` are the benchmark's load client, which `bench` runs as a
-//! separate optimised process.
+//! `bench-load`, `bench-setup`, `bench-script`, `bench-hop` and `bench-idle` are the benchmark's
+//! load client, which `bench` runs as a separate optimised process.
 
 mod bench;
 mod ci;
+mod idle;
 mod load;
 mod procfs;
+mod relay;
 mod report;
 mod tools;
 
@@ -40,6 +43,12 @@ enum Task {
     /// (internal) Ascend's script figures: plain against scripted setups, instance start.
     #[command(hide = true)]
     BenchScript(load::ScriptArgs),
+    /// (internal) Relay hop: a player on the origin and one on the edge, JSON on stdout.
+    #[command(hide = true)]
+    BenchHop(relay::HopArgs),
+    /// (internal) Idle connections and the server's memory, JSON on stdout.
+    #[command(hide = true)]
+    BenchIdle(idle::IdleArgs),
 }
 
 fn main() -> Result<()> {
@@ -49,5 +58,7 @@ fn main() -> Result<()> {
         Task::BenchLoad(args) => load::bench_load(args),
         Task::BenchSetup(args) => load::bench_setup(args),
         Task::BenchScript(args) => load::bench_script(args),
+        Task::BenchHop(args) => relay::bench_hop(args),
+        Task::BenchIdle(args) => idle::bench_idle(args),
     }
 }

@@ -1,7 +1,9 @@
 //! Reading a process's CPU time and memory from `/proc`: user+system ticks from
-//! `/proc/PID/stat` (all threads) and `VmRSS` / `VmHWM` from `/proc/PID/status`.
+//! `/proc/PID/stat` (all threads), per-thread nanoseconds from `/proc/PID/task/TID/schedstat`,
+//! and `VmRSS` / `VmHWM` from `/proc/PID/status`.
 
 use anyhow::{anyhow, Context, Result};
+use std::collections::HashMap;
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -85,5 +87,68 @@ impl CpuSnapshot {
         }
         let cpu = later.ticks.saturating_sub(self.ticks) as f64 / clk_tck();
         cpu / wall * 100.0
+    }
+}
+
+/// On-CPU time of each thread of `pid`, in ns, from `/proc/PID/task/TID/schedstat` (first
+/// field). A thread that exits between the listing and the read is left out.
+pub fn thread_cpu_ns(pid: u32) -> Result<HashMap<u32, u64>> {
+    let dir = format!("/proc/{pid}/task");
+    let mut threads = HashMap::new();
+    let entries =
+        std::fs::read_dir(&dir).with_context(|| format!("listing {dir} (has it exited?)"))?;
+    for entry in entries.take(100_000) {
+        let entry = entry?;
+        let Ok(tid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(text) = std::fs::read_to_string(entry.path().join("schedstat")) else {
+            continue;
+        };
+        if let Some(ns) = text.split_whitespace().next().and_then(|v| v.parse().ok()) {
+            threads.insert(tid, ns);
+        }
+    }
+    Ok(threads)
+}
+
+/// Per-thread CPU time of a process at one moment, to the nanosecond (where the kernel keeps
+/// `schedstat`), for figures too small for clock ticks.
+#[derive(Debug, Clone)]
+pub struct ThreadCpuSnapshot {
+    threads: HashMap<u32, u64>,
+    at: Instant,
+}
+
+impl ThreadCpuSnapshot {
+    /// Reads `pid` now.
+    pub fn take(pid: u32) -> Result<ThreadCpuSnapshot> {
+        Ok(ThreadCpuSnapshot {
+            threads: thread_cpu_ns(pid)?,
+            at: Instant::now(),
+        })
+    }
+
+    /// CPU % (100 = one core) between `self` and a later snapshot; None when a thread of
+    /// `self` is gone from `later` (its time since `self` is lost) or when the counters are
+    /// all zero (no schedstat).
+    pub fn percent_until(&self, later: &ThreadCpuSnapshot) -> Option<f64> {
+        let wall = later.at.duration_since(self.at).as_secs_f64();
+        if wall <= 0.0
+            || self
+                .threads
+                .keys()
+                .any(|tid| !later.threads.contains_key(tid))
+            || later.threads.values().all(|&ns| ns == 0)
+        {
+            return None;
+        }
+        // A thread started meanwhile counts from zero: all its time is in between.
+        let ns: u64 = later
+            .threads
+            .iter()
+            .map(|(tid, &ns)| ns.saturating_sub(self.threads.get(tid).copied().unwrap_or(0)))
+            .sum();
+        Some(ns as f64 / 1e9 / wall * 100.0)
     }
 }

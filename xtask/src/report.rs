@@ -1,9 +1,13 @@
 //! The benchmark's report: the table printed at the end, the JSON written to
 //! `target/bench/results.json` (with the date, `uname -a`, `nproc` and the command), the
-//! Ascend / nginx-rtmp ratios, Ascend's script figures, and the hand-written SVG plot of CPU %
-//! and peak RSS against N.
+//! Ascend / nginx-rtmp ratios, Ascend's script figures, the relay hop and the memory per idle
+//! connection (with the project's targets beside them, not asserted), and the hand-written SVG
+//! plot of CPU % and peak RSS against N.
 
-use crate::load::{LoadResult, ScriptResult, SetupResult};
+use crate::bench::{TARGET_IDLE_KIB, TARGET_RELAY_P50_MS, TARGET_RELAY_P99_MS};
+use crate::idle::IdleResult;
+use crate::load::{LoadResult, Quantiles, ScriptResult, SetupResult};
+use crate::relay::HopResult;
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -69,6 +73,17 @@ pub struct SetupRatio {
     pub scripted_setups_per_s: Option<f64>,
 }
 
+/// Ascend / nginx-rtmp for the relay hop.
+#[derive(Debug, Clone, Serialize)]
+pub struct RelayRatio {
+    /// Added delay p50.
+    pub added_p50: Option<f64>,
+    /// Added delay p99.
+    pub added_p99: Option<f64>,
+    /// The origin's CPU % per relayed stream.
+    pub cpu_per_relayed_stream: Option<f64>,
+}
+
 /// Ascend / nginx-rtmp, per figure.
 #[derive(Debug, Clone, Serialize)]
 pub struct Ratios {
@@ -76,6 +91,210 @@ pub struct Ratios {
     pub per_n: Vec<RatioRow>,
     /// Per setup concurrency.
     pub setup: Vec<SetupRatio>,
+    /// The relay hop.
+    pub relay: Option<RelayRatio>,
+    /// Memory per idle connection.
+    pub idle_kib_per_connection: Option<f64>,
+}
+
+/// One server's relay hop, as written to `results.json` (`relay.servers`).
+#[derive(Debug, Clone, Serialize)]
+pub struct RelayServer {
+    /// `ascend` or `nginx-rtmp`.
+    pub name: String,
+    /// Origin frames (video pictures received in the window) found at the edge.
+    pub matched: usize,
+    /// `timestamp` or `payload` (see `relay.notes`).
+    pub matched_by: String,
+    /// Edge arrival − origin arrival per matched frame, ms (p50, p99 to 0.01 ms).
+    pub added_ms: Quantiles,
+    /// The origin's CPU % with the relay running (publisher in, one local player, the relay
+    /// out).
+    pub origin_cpu_relay_pct: f64,
+    /// The origin's CPU % with a plain publish and one local player.
+    pub origin_cpu_plain_pct: f64,
+    /// The difference: CPU % per relayed stream.
+    pub cpu_per_relayed_stream_pct: f64,
+    /// Where the three CPU figures come from: `schedstat` (per-thread ns) when both runs had
+    /// it, else `ticks` for both.
+    pub cpu_source: String,
+    /// The edge's CPU % with the relay running (its player and the relayed publish).
+    pub edge_cpu_pct: Option<f64>,
+    /// Whether the added delay p50 is within the target (None: nothing matched).
+    pub meets_p50_target: Option<bool>,
+    /// Whether the added delay p99 is within the target.
+    pub meets_p99_target: Option<bool>,
+    /// The relayed run as measured.
+    pub relayed: HopResult,
+    /// The plain run as measured.
+    pub plain: HopResult,
+}
+
+impl RelayServer {
+    /// Puts the plain and relayed runs together.
+    pub fn new(name: &str, plain: HopResult, relayed: HopResult) -> RelayServer {
+        // Both runs from the same source, so that the difference means something.
+        let precise = plain.cpu_source == "schedstat" && relayed.cpu_source == "schedstat";
+        let (relay_cpu, plain_cpu) = if precise {
+            (relayed.origin_cpu_pct, plain.origin_cpu_pct)
+        } else {
+            (relayed.origin_cpu_ticks_pct, plain.origin_cpu_ticks_pct)
+        };
+        RelayServer {
+            name: name.to_string(),
+            matched: relayed.matched,
+            matched_by: relayed.matched_by.clone(),
+            added_ms: relayed.added_ms,
+            origin_cpu_relay_pct: relay_cpu,
+            origin_cpu_plain_pct: plain_cpu,
+            cpu_per_relayed_stream_pct: relay_cpu - plain_cpu,
+            cpu_source: if precise { "schedstat" } else { "ticks" }.to_string(),
+            edge_cpu_pct: relayed.edge_cpu_pct,
+            meets_p50_target: relayed.added_ms.p50.map(|v| v <= TARGET_RELAY_P50_MS),
+            meets_p99_target: relayed.added_ms.p99.map(|v| v <= TARGET_RELAY_P99_MS),
+            relayed,
+            plain,
+        }
+    }
+}
+
+/// The relay hop, as written to `results.json` (`relay`).
+#[derive(Debug, Clone, Serialize)]
+pub struct RelayReport {
+    /// Window of each run, seconds.
+    pub seconds: f64,
+    /// Target for the added delay p50, ms (not asserted).
+    pub target_added_p50_ms: f64,
+    /// Target for the added delay p99, ms (not asserted).
+    pub target_added_p99_ms: f64,
+    /// Ascend's origin `applications/relay/main.asc`.
+    pub relay_script: String,
+    /// How it was measured.
+    pub notes: Vec<String>,
+    /// One per server.
+    pub servers: Vec<RelayServer>,
+}
+
+impl RelayReport {
+    /// An empty section for windows of `seconds`.
+    pub fn new(seconds: f64) -> RelayReport {
+        RelayReport {
+            seconds,
+            target_added_p50_ms: TARGET_RELAY_P50_MS,
+            target_added_p99_ms: TARGET_RELAY_P99_MS,
+            relay_script: crate::bench::RELAY_SCRIPT.to_string(),
+            notes: vec![
+                "two processes per server on 127.0.0.1, an origin and an edge; ascend's origin \
+                 has applications/relay/main.asc (`relay_script`) with app.toml [config] edge = \
+                 \"rtmp://127.0.0.1:EDGEPORT/live\" and the edge an empty applications/live/; \
+                 nginx-rtmp's origin has `application relay { live on; push \
+                 rtmp://127.0.0.1:EDGEPORT/live; }`, the edge `application live { live on; }`"
+                    .to_string(),
+                "the clip is published with ffmpeg -re -stream_loop -1 -c copy to \
+                 ORIGIN/relay/hop; one load-client process (one thread) plays relay/hop on the \
+                 origin and live/hop on the edge; after a 3 s warm-up, every video picture the \
+                 origin player receives in the window is looked for among the edge player's \
+                 (until 0.5 s after the window)"
+                    .to_string(),
+                "frames are paired by RTMP timestamp, a pair counting only when both payloads \
+                 are identical; if fewer than half of the frames found by payload have the same \
+                 timestamp at both players (the relay rewrote them), they are paired by payload \
+                 (matched_by = payload); timestamps or payloads seen twice by one player are \
+                 left out"
+                    .to_string(),
+                "added delay = edge arrival - origin arrival (instants taken when the client \
+                 returns the whole message), p50 / p99 nearest rank, rounded to 0.01 ms"
+                    .to_string(),
+                "CPU per relayed stream = origin CPU % over the window with the relay running \
+                 (publisher in, the origin player, the relay out) - origin CPU % over a window \
+                 of the same length with the clip published into the origin's livestreams \
+                 (not relayed) and one local player, the plain run first; CPU summed over the \
+                 process's threads from /proc/PID/task/TID/schedstat (ns) when every thread \
+                 lived through both windows (cpu_source = schedstat), else from /proc/PID/stat \
+                 clock ticks (cpu_source = ticks, each figure good to about 100 / (CLK_TCK x \
+                 window) %); the tick figures are in the JSON (relayed, plain) either way"
+                    .to_string(),
+            ],
+            servers: Vec::new(),
+        }
+    }
+}
+
+/// One server's idle connections, as written to `results.json` (`idle_memory.servers`).
+#[derive(Debug, Clone, Serialize)]
+pub struct IdleServer {
+    /// `ascend` or `nginx-rtmp`.
+    pub name: String,
+    /// Whether `kib_per_connection` is under the target.
+    pub meets_target: bool,
+    /// The figures.
+    #[serde(flatten)]
+    pub result: IdleResult,
+}
+
+impl IdleServer {
+    /// Wraps the load client's figures.
+    pub fn new(name: &str, result: IdleResult) -> IdleServer {
+        IdleServer {
+            name: name.to_string(),
+            meets_target: result.kib_per_connection < TARGET_IDLE_KIB,
+            result,
+        }
+    }
+}
+
+/// Memory per idle connection, as written to `results.json` (`idle_memory`).
+#[derive(Debug, Clone, Serialize)]
+pub struct IdleReport {
+    /// Connections opened per server.
+    pub connections: usize,
+    /// Target: under this many KiB per idle connection (not asserted).
+    pub target_kib_per_connection: f64,
+    /// How it was measured.
+    pub notes: Vec<String>,
+    /// One per server.
+    pub servers: Vec<IdleServer>,
+}
+
+impl IdleReport {
+    /// An empty section for `connections` connections.
+    pub fn new(connections: usize) -> IdleReport {
+        IdleReport {
+            connections,
+            target_kib_per_connection: TARGET_IDLE_KIB,
+            notes: vec![
+                "a fresh server process per server (nothing published), started 0.5 s before; \
+                 ascend's connections go to livestreams (no script), nginx-rtmp's to live"
+                    .to_string(),
+                "each connection: TCP connect -> handshake -> connect -> \
+                 NetConnection.Connect.Success, then nothing (no createStream, no play); 50 in \
+                 flight at once, 10 s limit each, 60 s for all; one unmeasured connect, opened \
+                 and closed 0.3 s before rss_before, keeps one-time work (ascend's application \
+                 instance start) out of the figure"
+                    .to_string(),
+                "kib_per_connection = (VmRSS after - VmRSS before) / connections attempted, \
+                 VmRSS from /proc/PID/status, read 2 s after the last connect while all are \
+                 still open; then all are closed"
+                    .to_string(),
+            ],
+            servers: Vec::new(),
+        }
+    }
+}
+
+/// What the runs measured, for [`Report::new`].
+#[derive(Debug, Default)]
+pub struct Measured {
+    /// Fan-out and setups, per server.
+    pub servers: Vec<ServerResult>,
+    /// Ascend's script figures.
+    pub script: Option<ScriptReport>,
+    /// The relay hop.
+    pub relay: Option<RelayReport>,
+    /// Memory per idle connection.
+    pub idle_memory: Option<IdleReport>,
+    /// Parts that failed (reported as notes).
+    pub failures: Vec<String>,
 }
 
 /// Ascend's script figures, as written to `results.json` (`script`).
@@ -158,6 +377,12 @@ pub struct Report {
     pub servers: Vec<ServerResult>,
     /// Ascend's script figures (Ascend only: nginx-rtmp has no scripts).
     pub script: Option<ScriptReport>,
+    /// The relay hop, per server.
+    pub relay: Option<RelayReport>,
+    /// Memory per idle connection, per server.
+    pub idle_memory: Option<IdleReport>,
+    /// Parts that failed.
+    pub failures: Vec<String>,
     /// Ascend / nginx-rtmp, when both ran.
     pub ratios: Option<Ratios>,
     /// What to keep in mind when reading the figures.
@@ -184,14 +409,20 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
 impl Report {
     /// Gathers the results and the machine's description.
     pub fn new(
-        servers: Vec<ServerResult>,
+        measured: Measured,
         subscribers: Vec<usize>,
         seconds: f64,
         quick: bool,
         media_mbit: f64,
         media: &Path,
-        script: Option<ScriptReport>,
     ) -> Report {
+        let Measured {
+            servers,
+            script,
+            relay,
+            idle_memory,
+            failures,
+        } = measured;
         let args: Vec<String> = std::env::args().skip(1).collect();
         let mut report = Report {
             date: shell("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"]),
@@ -223,6 +454,9 @@ impl Report {
             },
             servers,
             script,
+            relay,
+            idle_memory,
+            failures,
             ratios: None,
             notes: Vec::new(),
         };
@@ -235,9 +469,56 @@ impl Report {
         self.servers.iter().find(|s| s.name == name)
     }
 
+    fn relay_server(&self, name: &str) -> Option<&RelayServer> {
+        self.relay.as_ref()?.servers.iter().find(|s| s.name == name)
+    }
+
+    fn idle_server(&self, name: &str) -> Option<&IdleServer> {
+        self.idle_memory
+            .as_ref()?
+            .servers
+            .iter()
+            .find(|s| s.name == name)
+    }
+
     fn compute_ratios(&self) -> Option<Ratios> {
-        let a = self.server("ascend")?;
-        let b = self.server("nginx-rtmp")?;
+        let (per_n, setup) = match (self.server("ascend"), self.server("nginx-rtmp")) {
+            (Some(a), Some(b)) => self.core_ratios(a, b),
+            _ => (Vec::new(), Vec::new()),
+        };
+        let relay = match (self.relay_server("ascend"), self.relay_server("nginx-rtmp")) {
+            (Some(a), Some(b)) => Some(RelayRatio {
+                added_p50: ratio(a.added_ms.p50, b.added_ms.p50),
+                added_p99: ratio(a.added_ms.p99, b.added_ms.p99),
+                cpu_per_relayed_stream: ratio(
+                    Some(a.cpu_per_relayed_stream_pct),
+                    Some(b.cpu_per_relayed_stream_pct),
+                ),
+            }),
+            _ => None,
+        };
+        let idle_kib_per_connection =
+            match (self.idle_server("ascend"), self.idle_server("nginx-rtmp")) {
+                (Some(a), Some(b)) => ratio(
+                    Some(a.result.kib_per_connection),
+                    Some(b.result.kib_per_connection),
+                ),
+                _ => None,
+            };
+        let both_idle =
+            self.idle_server("ascend").is_some() && self.idle_server("nginx-rtmp").is_some();
+        if per_n.is_empty() && setup.is_empty() && relay.is_none() && !both_idle {
+            return None;
+        }
+        Some(Ratios {
+            per_n,
+            setup,
+            relay,
+            idle_kib_per_connection,
+        })
+    }
+
+    fn core_ratios(&self, a: &ServerResult, b: &ServerResult) -> (Vec<RatioRow>, Vec<SetupRatio>) {
         let per_n = a
             .runs
             .iter()
@@ -283,7 +564,7 @@ impl Report {
                 })
             })
             .collect();
-        Some(Ratios { per_n, setup })
+        (per_n, setup)
     }
 
     fn compute_notes(&self) -> Vec<String> {
@@ -307,13 +588,15 @@ impl Report {
                 }
             }
         }
-        notes.push(
-            "lag = (wall clock since a player's first frame) - (timestamp - first timestamp); \
-             a server that starts players with a cached keyframe group sends old frames in a \
-             burst, so its lag is negative by about the age of that keyframe; lag_over_min_ms \
-             in the JSON removes each player's smallest lag"
-                .to_string(),
-        );
+        if !self.servers.is_empty() {
+            notes.push(
+                "lag = (wall clock since a player's first frame) - (timestamp - first \
+                 timestamp); a server that starts players with a cached keyframe group sends \
+                 old frames in a burst, so its lag is negative by about the age of that \
+                 keyframe; lag_over_min_ms in the JSON removes each player's smallest lag"
+                    .to_string(),
+            );
+        }
         let nginx_slow_setup = self.server("nginx-rtmp").is_some_and(|s| {
             s.setup
                 .iter()
@@ -327,9 +610,12 @@ impl Report {
                     .to_string(),
             );
         }
-        if self.server("ascend").is_some() {
+        let ascend_ran = self.server("ascend").is_some()
+            || self.relay_server("ascend").is_some()
+            || self.idle_server("ascend").is_some();
+        if ascend_ran {
             notes.push(format!(
-                "ascend ran with --config holding {:?} (its default per-IP limit of 1000 would refuse the 1000th player, as the publisher shares 127.0.0.1)",
+                "ascend ran with --config holding {:?} (its default per-IP limit of 1000 would refuse the 1000th player, as the publisher shares 127.0.0.1; the relay's and the idle-memory processes too)",
                 crate::bench::ASCEND_CONFIG
             ));
         }
@@ -349,12 +635,87 @@ impl Report {
         } else if self.server("ascend").is_some() {
             notes.push("no script figures were measured".to_string());
         }
-        notes.push(
-            "bytes and Mbit/s count media payload (audio and video tag bodies), not RTMP chunk \
-             headers"
-                .to_string(),
-        );
+        if !self.servers.is_empty() {
+            notes.push(
+                "bytes and Mbit/s count media payload (audio and video tag bodies), not RTMP \
+                 chunk headers"
+                    .to_string(),
+            );
+        }
+        self.relay_notes(&mut notes);
+        self.idle_notes(&mut notes);
+        for failure in &self.failures {
+            notes.push(failure.clone());
+        }
         notes
+    }
+
+    fn relay_notes(&self, notes: &mut Vec<String>) {
+        let Some(relay) = &self.relay else {
+            return;
+        };
+        for server in &relay.servers {
+            let added = &server.added_ms;
+            if server.meets_p50_target == Some(false) || server.meets_p99_target == Some(false) {
+                notes.push(format!(
+                    "{}: the relay hop adds p50 {} / p99 {} ms, above the targets (p50 <= {} ms, p99 <= {} ms)",
+                    server.name,
+                    fmt_opt(added.p50, 2),
+                    fmt_opt(added.p99, 2),
+                    TARGET_RELAY_P50_MS,
+                    TARGET_RELAY_P99_MS
+                ));
+            }
+            if server.matched == 0 {
+                notes.push(format!(
+                    "{}: no relayed frame was matched ({} origin, {} edge frames){}",
+                    server.name,
+                    server.relayed.origin_frames,
+                    server.relayed.edge_frames,
+                    if server.relayed.errors.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", server.relayed.errors.join(" | "))
+                    }
+                ));
+            } else if server.matched_by == "payload" {
+                notes.push(format!(
+                    "{}: the relay did not keep the RTMP timestamps (only {} of {} frames had the same timestamp at both players), so frames were matched by payload",
+                    server.name, server.relayed.same_timestamp, server.relayed.matched_by_payload
+                ));
+            }
+            if server.relayed.client_cpu_pct > crate::load::SATURATED_PCT {
+                notes.push(format!(
+                    "{}: the load client was saturated during the relay run ({:.0} %)",
+                    server.name, server.relayed.client_cpu_pct
+                ));
+            }
+        }
+    }
+
+    fn idle_notes(&self, notes: &mut Vec<String>) {
+        let Some(idle) = &self.idle_memory else {
+            return;
+        };
+        for server in &idle.servers {
+            let result = &server.result;
+            if !server.meets_target {
+                notes.push(format!(
+                    "{}: {:.2} KiB per idle connection, not under the {} KiB target",
+                    server.name, result.kib_per_connection, TARGET_IDLE_KIB
+                ));
+            }
+            if result.succeeded < result.attempted {
+                notes.push(format!(
+                    "{}: only {}/{} idle connections succeeded (the figure still divides by {}): {}",
+                    server.name,
+                    result.succeeded,
+                    result.attempted,
+                    result.attempted,
+                    result.errors.join(" | ")
+                ));
+            }
+        }
     }
 }
 
@@ -401,6 +762,23 @@ fn ratio_text(value: Option<f64>) -> String {
 
 /// Prints the tables.
 pub fn print(report: &Report) {
+    if !report.servers.is_empty() {
+        print_core(report);
+    }
+    print_script(report);
+    print_relay(report);
+    print_idle(report);
+    print_ratios(report);
+    if !report.notes.is_empty() {
+        println!();
+        for note in &report.notes {
+            println!("note: {note}");
+        }
+    }
+}
+
+/// Prints the fan-out and setup tables.
+fn print_core(report: &Report) {
     println!();
     println!(
         "{:<11} {:>5} {:>7} {:>8} {:>8} {:>11} {:>17} {:>15} {:>15} {:>9}",
@@ -465,24 +843,27 @@ pub fn print(report: &Report) {
             );
         }
     }
+}
 
-    print_script(report);
-
+/// Prints Ascend / nginx-rtmp.
+fn print_ratios(report: &Report) {
     if let Some(ratios) = &report.ratios {
         println!("\nascend / nginx-rtmp (below 1 is better for CPU, RSS, times; above 1 for Mbit/s, kept up, setups/s)");
-        println!(
-            "{:>5} {:>7} {:>7} {:>7} {:>8} {:>10} {:>10} {:>9} {:>8} {:>8}",
-            "N",
-            "CPU",
-            "RSS",
-            "Mbit/s",
-            "kept up",
-            "first p50",
-            "first p99",
-            "key p50",
-            "lag p50",
-            "lag p99"
-        );
+        if !ratios.per_n.is_empty() {
+            println!(
+                "{:>5} {:>7} {:>7} {:>7} {:>8} {:>10} {:>10} {:>9} {:>8} {:>8}",
+                "N",
+                "CPU",
+                "RSS",
+                "Mbit/s",
+                "kept up",
+                "first p50",
+                "first p99",
+                "key p50",
+                "lag p50",
+                "lag p99"
+            );
+        }
         for row in &ratios.per_n {
             println!(
                 "{:>5} {:>7} {:>7} {:>7} {:>8} {:>10} {:>10} {:>9} {:>8} {:>8}",
@@ -510,26 +891,35 @@ pub fn print(report: &Report) {
                 ratio_text(row.scripted_setups_per_s),
             );
         }
-    }
-    if !report.notes.is_empty() {
-        println!();
-        for note in &report.notes {
-            println!("note: {note}");
+        if let Some(relay) = &ratios.relay {
+            println!(
+                "relay hop: added p50 {}  added p99 {}  CPU per relayed stream {}",
+                ratio_text(relay.added_p50),
+                ratio_text(relay.added_p99),
+                ratio_text(relay.cpu_per_relayed_stream),
+            );
+        }
+        if report.idle_server("ascend").is_some() && report.idle_server("nginx-rtmp").is_some() {
+            println!(
+                "memory per idle connection: {}",
+                ratio_text(ratios.idle_kib_per_connection)
+            );
         }
     }
 }
 
 /// Prints Ascend's script figures (or why there are none).
 fn print_script(report: &Report) {
-    println!();
     let Some(script) = &report.script else {
         if report.server("nginx-rtmp").is_some() {
+            println!();
             println!(
                 "script figures: none (nginx-rtmp has no application scripts; Ascend did not run)"
             );
         }
         return;
     };
+    println!();
     println!(
         "script figures, ascend only (nginx-rtmp has no application scripts); main.asc: {}",
         script.result.script.trim()
@@ -595,6 +985,112 @@ fn print_script(report: &Report) {
         "ascend RSS: {:.1} MB when the script figures started, {:.1} MB after their setups",
         script.result.server_rss_start_mb, script.result.server_rss_after_setups_mb
     );
+}
+
+/// "met" or "MISSED" against a target, "-" without a figure.
+fn target_text(met: Option<bool>) -> &'static str {
+    match met {
+        Some(true) => "met",
+        Some(false) => "MISSED",
+        None => "-",
+    }
+}
+
+/// Prints the relay hop.
+fn print_relay(report: &Report) {
+    let Some(relay) = &report.relay else {
+        return;
+    };
+    println!();
+    println!(
+        "relay hop: origin relay/hop -> edge live/hop, one player on each, {} s window; targets (not asserted): added p50 <= {} ms, p99 <= {} ms",
+        relay.seconds, relay.target_added_p50_ms, relay.target_added_p99_ms
+    );
+    println!(
+        "{:<11} {:>11} {:>9} {:>17} {:>11} {:>15} {:>14} {:>10} {:>9} {:>8}",
+        "server",
+        "matched",
+        "by",
+        "added p50/p99 ms",
+        "targets",
+        "origin CPU %",
+        "CPU %/relayed",
+        "edge CPU %",
+        "CPU from",
+        "client %"
+    );
+    for server in &relay.servers {
+        println!(
+            "{:<11} {:>11} {:>9} {:>17} {:>11} {:>15} {:>14} {:>10} {:>9} {:>8.0}",
+            server.name,
+            format!("{}/{}", server.matched, server.relayed.origin_frames),
+            server.matched_by,
+            pair(server.added_ms.p50, server.added_ms.p99, 2),
+            format!(
+                "{}/{}",
+                target_text(server.meets_p50_target),
+                target_text(server.meets_p99_target)
+            ),
+            format!(
+                "{:.2} / {:.2}",
+                server.origin_cpu_relay_pct, server.origin_cpu_plain_pct
+            ),
+            format!("{:+.2}", server.cpu_per_relayed_stream_pct),
+            fmt_opt(server.edge_cpu_pct, 2),
+            server.cpu_source,
+            server.relayed.client_cpu_pct,
+        );
+    }
+    println!("(matched = origin frames found at the edge; added = edge arrival - origin arrival; targets = p50/p99 met or MISSED; origin CPU % = relaying / plain publish with one local player; CPU %/relayed = the difference; CPU from schedstat = per-thread ns, ticks = /proc/PID/stat)");
+    if relay.servers.is_empty() {
+        println!("(no server finished the relay hop: see the notes)");
+    }
+}
+
+/// Prints the memory per idle connection.
+fn print_idle(report: &Report) {
+    let Some(idle) = &report.idle_memory else {
+        return;
+    };
+    println!();
+    println!(
+        "memory per idle connection: {} connections (handshake + connect, then idle) to a fresh process, held 2 s; target (not asserted): under {} KiB each",
+        idle.connections, idle.target_kib_per_connection
+    );
+    println!(
+        "{:<11} {:<12} {:>11} {:>15} {:>15} {:>10} {:>7} {:>15} {:>13}",
+        "server",
+        "app",
+        "ok",
+        "RSS before MB",
+        "RSS after MB",
+        "KiB/conn",
+        "target",
+        "after close MB",
+        "server fds"
+    );
+    for server in &idle.servers {
+        let r = &server.result;
+        println!(
+            "{:<11} {:<12} {:>11} {:>15.1} {:>15.1} {:>10.2} {:>7} {:>15.1} {:>13}",
+            server.name,
+            r.app,
+            format!("{}/{}", r.succeeded, r.attempted),
+            r.rss_before_kib as f64 / 1024.0,
+            r.rss_after_kib as f64 / 1024.0,
+            r.kib_per_connection,
+            target_text(Some(server.meets_target)),
+            r.rss_after_close_kib as f64 / 1024.0,
+            match (r.server_fds_before, r.server_fds_after) {
+                (Some(a), Some(b)) => format!("{a} -> {b}"),
+                _ => "-".to_string(),
+            },
+        );
+    }
+    println!("(KiB/conn = (RSS after - RSS before) / connections attempted)");
+    if idle.servers.is_empty() {
+        println!("(no server finished the idle-memory run: see the notes)");
+    }
 }
 
 const COLORS: [&str; 4] = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd"];

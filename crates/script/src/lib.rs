@@ -381,6 +381,7 @@ pub struct ScriptInstance {
     events: std::sync::mpsc::Sender<ScriptEvent>,
     busy_since: Arc<AtomicU64>,
     epoch: Instant,
+    thread: std::thread::JoinHandle<()>,
 }
 
 impl ScriptInstance {
@@ -398,7 +399,7 @@ impl ScriptInstance {
             since: busy_since.clone(),
             epoch,
         };
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name(format!("script {}", config.full_name()))
             .stack_size(32 * 1024 * 1024)
             .spawn(move || runtime::run(config, receiver, commands, busy, restore))?;
@@ -406,7 +407,27 @@ impl ScriptInstance {
             events,
             busy_since,
             epoch,
+            thread,
         })
+    }
+
+    /// Server shutdown: `onAppStop` with `code` (its answer cannot keep the instance), then the
+    /// thread ends. Waits for it at most `timeout`; false when it did not end in time (a
+    /// runaway handler), in which case it is abandoned.
+    pub fn shut_down(self, code: &str, timeout: Duration) -> bool {
+        let _ = self.events.send(ScriptEvent::Stop {
+            code: code.to_string(),
+        });
+        drop(self.events);
+        let deadline = Instant::now() + timeout;
+        while !self.thread.is_finished() {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.thread.join();
+        true
     }
 
     /// Queues an event; false when the instance thread has ended.

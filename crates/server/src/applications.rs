@@ -173,6 +173,11 @@ impl Instance {
         receiver
     }
 
+    /// Clients whose connect waits for the script's decision.
+    pub fn pending_connects(&self) -> usize {
+        lock(&self.clients).values().filter(|c| !c.accepted).count()
+    }
+
     /// Marks a client accepted.
     pub fn mark_accepted(&self, client_id: u64) {
         if let Some(link) = lock(&self.clients).get_mut(&client_id) {
@@ -351,6 +356,11 @@ impl Applications {
     /// The logs folder.
     pub fn logs_dir(&self) -> &Path {
         &self.logs_dir
+    }
+
+    /// Every running instance.
+    pub fn all_instances(&self) -> Vec<Arc<Instance>> {
+        lock(&self.instances).values().cloned().collect()
     }
 
     /// Names (`APP/INSTANCE`) of running instances, sorted.

@@ -14,9 +14,27 @@ pub fn main() -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(async move {
         let server = Server::bind(config).await?;
+        let context = server.context();
+        #[cfg(unix)]
+        {
+            let context = context.clone();
+            tokio::spawn(async move {
+                use tokio::signal::unix::{signal, SignalKind};
+                let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+                    return;
+                };
+                while hangup.recv().await.is_some() {
+                    crate::shutdown::reload_scripts(&context);
+                }
+            });
+        }
         server.run(shutdown_signal()).await;
-        Ok(())
-    })
+        crate::shutdown::shut_down(context).await;
+        Ok::<(), anyhow::Error>(())
+    })?;
+    // Script threads stuck in a runaway handler must not keep the process alive.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -15,6 +15,10 @@
 //! write_stall_timeout_secs = 30
 //! max_message_size = 8388608
 //! max_streams_per_connection = 64
+//! max_queued_messages = 4096
+//! idle_timeout_secs = 300
+//! max_pending_connects = 256
+//! max_pending_calls = 64
 //! [hub]
 //! ring_capacity = 512
 //! gop_cache_max_bytes = 8388608
@@ -65,6 +69,12 @@ pub struct Limits {
     pub max_streams_per_connection: u32,
     /// Most control and command messages queued for one client before it is dropped.
     pub max_queued_messages: usize,
+    /// Seconds a client that neither publishes nor plays may send nothing before it is closed.
+    pub idle_timeout_secs: u64,
+    /// Most connects of one instance waiting for the script's decision at once.
+    pub max_pending_connects: usize,
+    /// Most calls of one client waiting for the script's answer at once.
+    pub max_pending_calls: usize,
 }
 
 impl Default for Limits {
@@ -78,6 +88,9 @@ impl Default for Limits {
             max_message_size: 8 * 1024 * 1024,
             max_streams_per_connection: 64,
             max_queued_messages: 4096,
+            idle_timeout_secs: 300,
+            max_pending_connects: 256,
+            max_pending_calls: 64,
         }
     }
 }

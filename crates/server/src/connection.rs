@@ -6,6 +6,7 @@
 //! through a bounded channel, in order; a client that lets it fill is dropped.
 
 use crate::applications::{validate_stream_name, Instance};
+use crate::shutdown::ShutdownPhase;
 use crate::writer::{self, WriterCommand};
 use crate::ServerContext;
 use ascend_media::{MediaFrame, PublishError, Publisher};
@@ -76,6 +77,8 @@ struct Connection {
     script_commands: Option<mpsc::UnboundedReceiver<Box<ScriptCommand>>>,
     /// Our calls to the client (transaction id) that a script responder waits for (call id).
     script_calls: HashMap<u64, u64>,
+    /// The client's calls waiting for the script's answer.
+    pending_calls: usize,
 }
 
 /// Most events held while a connect waits for the application.
@@ -175,10 +178,14 @@ async fn run(
         deferred: Vec::new(),
         script_commands: None,
         script_calls: HashMap::new(),
+        pending_calls: 0,
     };
+    let idle_timeout = Duration::from_secs(limits.idle_timeout_secs);
+    let mut last_heard = tokio::time::Instant::now();
     connection.session.receive_bytes(&remaining);
     let connect_deadline =
         tokio::time::Instant::now() + Duration::from_secs(limits.connect_timeout_secs);
+    let mut shutdown = context.shutdown.subscribe();
     let mut result = connection.process_events();
     while result.is_ok() && !connection.closing {
         let connected = connection.session.is_connected();
@@ -186,6 +193,7 @@ async fn run(
             read = reader.read(&mut read_buffer) => match read {
                 Ok(0) => break,
                 Ok(n) => {
+                    last_heard = tokio::time::Instant::now();
                     connection.session.receive_bytes(&read_buffer[..n]);
                     if n == read_buffer.len() && n < LARGE_READ_BUFFER {
                         read_buffer.resize(LARGE_READ_BUFFER, 0);
@@ -194,6 +202,12 @@ async fn run(
                 }
                 Err(error) => result = Err(error.into()),
             },
+            _ = tokio::time::sleep_until(last_heard + idle_timeout), if connection.is_idle() => {
+                result = Err(ConnectionError::Limit(format!(
+                    "sent nothing for {} s while neither publishing nor playing (idle_timeout_secs)",
+                    limits.idle_timeout_secs
+                )));
+            }
             _ = tokio::time::sleep_until(connect_deadline), if !connected => {
                 result = Err(ConnectionError::Limit(format!(
                     "no connect within {} s (connect_timeout_secs)",
@@ -205,6 +219,10 @@ async fn run(
                 None => connection.script_commands = None,
             },
             _ = connection.writer.closed() => break,
+            changed = shutdown.changed() => {
+                let phase = if changed.is_ok() { *shutdown.borrow_and_update() } else { ShutdownPhase::Close };
+                result = connection.on_shutdown(phase);
+            }
         }
     }
     let bytes_in = connection.session.bytes_received() + HANDSHAKE_BYTES_FROM_CLIENT;
@@ -290,6 +308,11 @@ impl Connection {
             // The writer ended (socket error): the read loop sees it and stops.
             Err(mpsc::error::TrySendError::Closed(_)) => Ok(()),
         }
+    }
+
+    /// Neither publishing nor playing (nor waiting for the application).
+    fn is_idle(&self) -> bool {
+        self.published.is_empty() && self.playing.is_empty() && self.pending_connect.is_none()
     }
 
     fn client_id(&self) -> String {
@@ -417,6 +440,24 @@ impl Connection {
             protocol: "rtmp".to_string(),
         };
         let has_script = instance.has_script();
+        let limit = self.context.config.limits.max_pending_connects;
+        if has_script && instance.pending_connects() >= limit {
+            warn!(
+                client = self.id,
+                ip = %self.peer.ip(),
+                instance = %instance.full_name(),
+                limit,
+                "connect refused: too many connects waiting for the application (max_pending_connects)"
+            );
+            self.session.reject_connect(
+                &request,
+                "NetConnection.Connect.Rejected",
+                "Too many connections are waiting for the application.",
+                None,
+            );
+            self.closing = true;
+            return;
+        }
         self.script_commands = Some(instance.add_client(info.clone(), !has_script));
         self.instance = Some(instance.clone());
         if has_script
@@ -480,10 +521,13 @@ impl Connection {
                 transaction_id,
                 result,
                 ..
-            } => match result {
-                Ok(value) => self.session.result(transaction_id, &[value]),
-                Err(description) => self.session.call_failed(transaction_id, &description),
-            },
+            } => {
+                self.pending_calls = self.pending_calls.saturating_sub(1);
+                match result {
+                    Ok(value) => self.session.result(transaction_id, &[value]),
+                    Err(description) => self.session.call_failed(transaction_id, &description),
+                }
+            }
             ScriptCommand::CallClient {
                 method,
                 args,
@@ -665,6 +709,19 @@ impl Connection {
                 "releaseStream" | "FCPublish" | "FCUnpublish" | "FCSubscribe"
             );
             if !matches!(name, "_checkbw" | "getStreamLength") {
+                let wants_answer = !encoder_hook && transaction_id != 0.0;
+                let limit = self.context.config.limits.max_pending_calls;
+                if wants_answer && self.pending_calls >= limit {
+                    warn!(client = self.id, method = name, limit, "call refused: too many calls waiting for the application (max_pending_calls)");
+                    self.session.call_failed(
+                        transaction_id,
+                        "Too many calls are waiting for the application.",
+                    );
+                    return;
+                }
+                if wants_answer {
+                    self.pending_calls += 1;
+                }
                 // The script answers application methods; encoder hooks it may define are
                 // called too, but answered here the way encoders expect.
                 instance.script_event(ScriptEvent::Call {
@@ -774,6 +831,28 @@ impl Connection {
                 Bytes::from(encode_amf0_values(&values)),
             )),
         }
+    }
+
+    /// The server is shutting down: first stop publishing (players get UnpublishNotify), then
+    /// close after what is queued has been sent.
+    fn on_shutdown(&mut self, phase: ShutdownPhase) -> Result<(), ConnectionError> {
+        match phase {
+            ShutdownPhase::Running => {}
+            ShutdownPhase::Unpublish => {
+                let streams: Vec<u32> = self.published.keys().copied().collect();
+                for stream_id in streams {
+                    if let Some(published) = self.published.remove(&stream_id) {
+                        self.log_unpublish(&published.name, "server shutdown");
+                        self.session.unpublish_succeeded(stream_id, &published.name);
+                    }
+                }
+            }
+            ShutdownPhase::Close => {
+                info!(client = self.id, "closing: server shutdown");
+                self.closing = true;
+            }
+        }
+        self.flush()
     }
 
     /// The connection is over: unpublish, leave the instance.

@@ -9,6 +9,7 @@
 //! - [`scripting`]: instance scripts: `app.toml`, the command router, watchdog, idle unload,
 //!   hot reload.
 //! - [`relay`]: multipoint publishing: server-side NetConnection / NetStream / Stream.play.
+//! - [`shutdown`]: graceful shutdown in bounded phases, SIGHUP reload.
 //! - [`logging`]: `tracing` set-up (`RUST_LOG` filter).
 //! - [`cli`]: the `ascend` command.
 
@@ -20,6 +21,7 @@ pub mod listener;
 pub mod logging;
 pub mod relay;
 pub mod scripting;
+pub mod shutdown;
 pub mod writer;
 
 pub use config::ServerConfig;
@@ -30,4 +32,15 @@ pub struct ServerContext {
     pub config: ServerConfig,
     /// Applications and their running instances.
     pub applications: applications::Applications,
+    /// The shutdown phase, watched by every connection.
+    pub shutdown: tokio::sync::watch::Sender<shutdown::ShutdownPhase>,
+    /// Connections open right now.
+    pub connections: std::sync::atomic::AtomicUsize,
+}
+
+impl ServerContext {
+    /// Connections open right now.
+    pub fn open_connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }

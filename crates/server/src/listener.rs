@@ -48,8 +48,10 @@ impl Server {
     /// Binds the listen address and prepares the applications folder and logs folder.
     pub async fn bind(config: ServerConfig) -> anyhow::Result<Server> {
         use anyhow::Context;
-        std::fs::create_dir_all(&config.logs_dir)
-            .with_context(|| format!("creating logs folder {}", config.logs_dir.display()))?;
+        if let Err(error) = std::fs::create_dir_all(&config.logs_dir) {
+            // Instance logs will fail to open and say so; the server itself runs on.
+            warn!(logs = %config.logs_dir.display(), %error, "cannot create the logs folder: instance logs go to the server log only");
+        }
         if !config.apps_dir.is_dir() {
             warn!(apps = %config.apps_dir.display(), "applications folder does not exist: every connect will be refused until it does");
         }
@@ -67,9 +69,16 @@ impl Server {
         let context = Arc::new(ServerContext {
             config,
             applications,
+            shutdown: tokio::sync::watch::Sender::new(crate::shutdown::ShutdownPhase::Running),
+            connections: std::sync::atomic::AtomicUsize::new(0),
         });
         crate::scripting::watch_for_changes(context.clone())?;
         Ok(Server { listener, context })
+    }
+
+    /// What the connections share (for the shutdown that follows [`Server::run`]).
+    pub fn context(&self) -> Arc<ServerContext> {
+        self.context.clone()
     }
 
     /// The address actually bound (port 0 picks a free one).
@@ -128,8 +137,10 @@ impl Server {
             }
             let id = next_id.fetch_add(1, Ordering::Relaxed);
             let context = self.context.clone();
+            context.connections.fetch_add(1, Ordering::Relaxed);
             tokio::spawn(async move {
-                connection::serve(socket, peer, context, id).await;
+                connection::serve(socket, peer, context.clone(), id).await;
+                context.connections.fetch_sub(1, Ordering::Relaxed);
                 drop(slot);
             });
         }
