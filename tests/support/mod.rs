@@ -67,6 +67,17 @@ impl TestServer {
         files: &[(&str, &str)],
         extra_config: &str,
     ) -> TestServer {
+        Self::start_logging_to(listen, apps, files, extra_config, None)
+    }
+
+    /// Like [`TestServer::start_full`] with the logs folder given (`None`: under the root).
+    pub fn start_logging_to(
+        listen: &str,
+        apps: &[&str],
+        files: &[(&str, &str)],
+        extra_config: &str,
+        logs: Option<&Path>,
+    ) -> TestServer {
         let root = std::env::temp_dir().join(format!(
             "ascend-test-{}-{}",
             std::process::id(),
@@ -92,7 +103,7 @@ impl TestServer {
             .arg("--apps")
             .arg(root.join("applications"))
             .arg("--logs")
-            .arg(root.join("logs"))
+            .arg(logs.map_or_else(|| root.join("logs"), Path::to_path_buf))
             .arg("--config")
             .arg(&config_path)
             .env("RUST_LOG", "info,ascend_server=debug")
@@ -215,6 +226,35 @@ impl TestServer {
 }
 
 impl TestServer {
+    /// Sends a signal (`TERM`, `STOP`, `CONT`, `HUP`) to the process.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Waits for the process to exit; its exit time, or `None` after `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<Duration> {
+        let started = Instant::now();
+        while started.elapsed() < timeout {
+            if self.child.try_wait().expect("wait").is_some() {
+                return Some(started.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+
+    /// Open file descriptors of the process.
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .map(|d| d.count())
+            .expect("proc fd")
+    }
+
     /// Kills the process at once (SIGKILL), as a crash would.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
