@@ -5,71 +5,10 @@ mod support;
 
 use ascend_client::{ClientError, RtmpClient, RtmpUrl};
 use ascend_rtmp::ClientEvent;
-use std::process::Command;
 use std::time::{Duration, Instant};
 use support::*;
 
 const LIVE_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// ffprobe's view of a stream: (codec_type, codec_name, width, height) per stream.
-fn probe(url: &str) -> Vec<(String, String, u64, u64)> {
-    let (ok, out, err) = run_bounded(
-        Command::new("ffprobe").args([
-            "-v",
-            "error",
-            "-show_entries",
-            "stream=codec_type,codec_name,width,height",
-            "-of",
-            "json",
-            url,
-        ]),
-        Duration::from_secs(30),
-    );
-    assert!(ok, "ffprobe failed: {err}");
-    let json: serde_json::Value = serde_json::from_str(&out).expect("ffprobe json");
-    json["streams"]
-        .as_array()
-        .expect("streams")
-        .iter()
-        .map(|s| {
-            (
-                s["codec_type"].as_str().unwrap_or("").to_string(),
-                s["codec_name"].as_str().unwrap_or("").to_string(),
-                s["width"].as_u64().unwrap_or(0),
-                s["height"].as_u64().unwrap_or(0),
-            )
-        })
-        .collect()
-}
-
-/// Decodes `seconds` of `url` with ffmpeg; returns (frames decoded, stderr at level error).
-fn decode(url: &str, seconds: u32) -> (u64, String) {
-    let (ok, out, err) = run_bounded(
-        Command::new("ffmpeg").args([
-            "-hide_banner",
-            "-v",
-            "error",
-            "-i",
-            url,
-            "-t",
-            &seconds.to_string(),
-            "-f",
-            "null",
-            "-",
-            "-progress",
-            "pipe:1",
-        ]),
-        Duration::from_secs(30),
-    );
-    assert!(ok, "ffmpeg player failed: {err}");
-    let frames = out
-        .lines()
-        .filter_map(|l| l.strip_prefix("frame="))
-        .filter_map(|n| n.trim().parse().ok())
-        .max()
-        .unwrap_or(0);
-    (frames, err)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ffmpeg_stream_is_probed_as_h264_and_aac_and_two_players_decode_it() {

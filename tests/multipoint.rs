@@ -6,7 +6,6 @@ mod support;
 
 use ascend_client::RtmpClient;
 use ascend_rtmp::ClientEvent;
-use std::process::Command;
 use std::time::{Duration, Instant};
 use support::*;
 
@@ -17,56 +16,12 @@ const EDGE_PULL: &str = include_str!("../samples/edge-pull/main.asc");
 /// ffprobe's (codec_type, codec_name) pairs for `url`, and ffmpeg's decoded frame count over
 /// 2 s with any decoder error text.
 fn probe_and_decode(url: &str) -> (Vec<(String, String)>, u64, String) {
-    let (ok, out, err) = run_bounded(
-        Command::new("ffprobe").args([
-            "-v",
-            "error",
-            "-show_entries",
-            "stream=codec_type,codec_name",
-            "-of",
-            "json",
-            url,
-        ]),
-        Duration::from_secs(30),
-    );
-    assert!(ok, "ffprobe {url} failed: {err}");
-    let json: serde_json::Value = serde_json::from_str(&out).expect("json");
-    let streams = json["streams"]
-        .as_array()
-        .expect("streams")
-        .iter()
-        .map(|s| {
-            (
-                s["codec_type"].as_str().unwrap_or("").to_string(),
-                s["codec_name"].as_str().unwrap_or("").to_string(),
-            )
-        })
+    let streams = probe(url)
+        .into_iter()
+        .map(|(kind, codec, _, _)| (kind, codec))
         .collect();
-    let (ok, out, err) = run_bounded(
-        Command::new("ffmpeg").args([
-            "-hide_banner",
-            "-v",
-            "error",
-            "-i",
-            url,
-            "-t",
-            "2",
-            "-f",
-            "null",
-            "-",
-            "-progress",
-            "pipe:1",
-        ]),
-        Duration::from_secs(30),
-    );
-    assert!(ok, "ffmpeg player on {url} failed: {err}");
-    let frames = out
-        .lines()
-        .filter_map(|l| l.strip_prefix("frame="))
-        .filter_map(|n| n.trim().parse().ok())
-        .max()
-        .unwrap_or(0);
-    (streams, frames, err)
+    let (frames, errors) = decode(url, 2);
+    (streams, frames, errors)
 }
 
 fn assert_h264_aac_decodes(url: &str) {
