@@ -307,3 +307,73 @@ async fn soak_cycle(url: &ascend_client::RtmpUrl, i: usize) {
     client.play(&name).await.expect("play");
     client.delete_stream(stream).await.expect("unpublish");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_flooding_commands_without_reading_is_dropped_and_costs_no_one() {
+    use tokio::io::AsyncWriteExt;
+    let mut server = TestServer::start(&["live"], "[limits]\nmax_queued_messages = 256\n");
+    let mut player = connect(&server, "live").await.expect("player");
+    player.play("steady").await.expect("play");
+    let app_url = server.url("live");
+    let publisher = tokio::spawn(async move {
+        publish_numbered_frames(&app_url, "steady", 100, 1000, 5, Duration::from_millis(40)).await
+    });
+    let frames =
+        tokio::spawn(
+            async move { collect_numbered_frames(&mut player, Duration::from_secs(60)).await },
+        );
+
+    // Connect properly, then send half a million calls and never read an answer.
+    let mut flood = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
+        .await
+        .expect("tcp");
+    ascend_client::handshake(&mut flood)
+        .await
+        .expect("handshake");
+    let mut session = ascend_rtmp::ClientSession::new();
+    session.connect(&ascend_rtmp::ConnectOptions {
+        app: "live".into(),
+        tc_url: server.url("live"),
+        flash_ver: "flood".into(),
+        args: vec![],
+        chunk_size: 4096,
+    });
+    for _ in 0..2000 {
+        session.call("_checkbw", &[]);
+    }
+    let mut encoder = ascend_rtmp::ChunkEncoder::new();
+    let mut batch = ascend_rtmp::WriteBatch::new();
+    for message in session.take_outgoing() {
+        encoder.encode(&message, &mut batch);
+    }
+    let burst = batch.to_vec();
+    let rss_before = server.rss_kib();
+    let dropped = tokio::time::timeout(Duration::from_secs(30), async {
+        for _ in 0..250 {
+            if flood.write_all(&burst).await.is_err() {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    let rss_after = server.rss_kib();
+    let sent = publisher.await.expect("publisher");
+    let received = frames.await.expect("player");
+    assert_eq!(
+        received.len() as u32,
+        sent,
+        "the flood cost another client frames"
+    );
+    assert!(
+        matches!(dropped, Ok(true) | Err(_)),
+        "the flooding client was never dropped"
+    );
+    server.wait_for_log("max_queued_messages", Duration::from_secs(10));
+    assert!(
+        rss_after < rss_before + 64 * 1024,
+        "flood grew the server by {} KiB",
+        rss_after.saturating_sub(rss_before)
+    );
+    server.assert_healthy();
+}

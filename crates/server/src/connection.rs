@@ -63,6 +63,8 @@ struct Connection {
     context: Arc<ServerContext>,
     session: ServerSession,
     writer: mpsc::Sender<WriterCommand>,
+    /// Messages in the writer's channel.
+    queued: writer::QueuedMessages,
     instance: Option<Arc<Instance>>,
     published: HashMap<u32, PublishedStream>,
     playing: HashMap<u32, String>,
@@ -154,10 +156,12 @@ async fn run(
 
     let (mut reader, write_half) = socket.into_split();
     let (writer_tx, writer_rx) = mpsc::channel(limits.max_queued_messages.max(16));
+    let queued = writer::QueuedMessages::default();
     let writer_task = tokio::spawn(writer::run(
         write_half,
         writer_rx,
         Duration::from_secs(limits.write_stall_timeout_secs),
+        queued.clone(),
     ));
 
     let mut session_config = ServerSessionConfig::default();
@@ -169,6 +173,7 @@ async fn run(
         context: context.clone(),
         session: ServerSession::new(session_config),
         writer: writer_tx,
+        queued,
         instance: None,
         published: HashMap::new(),
         playing: HashMap::new(),
@@ -299,6 +304,14 @@ impl Connection {
     }
 
     fn send_to_writer(&mut self, command: WriterCommand) -> Result<(), ConnectionError> {
+        let limit = self.context.config.limits.max_queued_messages;
+        if let WriterCommand::Messages(messages) = &command {
+            if self.queued.add(messages.len()) > limit {
+                return Err(ConnectionError::Limit(format!(
+                    "more than {limit} messages queued for a client that does not read (max_queued_messages)"
+                )));
+            }
+        }
         match self.writer.try_send(command) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(_)) => Err(ConnectionError::Limit(format!(

@@ -68,6 +68,31 @@ struct Player {
     receive_video: bool,
 }
 
+/// Messages handed to the writer and not yet taken by it, shared by a connection and its
+/// writer: the channel bounds commands, this bounds the messages inside them.
+#[derive(Clone, Default)]
+pub struct QueuedMessages(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl QueuedMessages {
+    /// Counts `count` more messages; the new total.
+    pub fn add(&self, count: usize) -> usize {
+        self.0
+            .fetch_add(count, std::sync::atomic::Ordering::Relaxed)
+            + count
+    }
+
+    fn remove(&self, count: usize) {
+        self.0
+            .fetch_sub(count, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn taken(&self, input: &Input) {
+        if let Input::Command(Some(WriterCommand::Messages(messages))) = input {
+            self.remove(messages.len());
+        }
+    }
+}
+
 /// What the writer did, for the disconnect log line.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct WriterStats {
@@ -87,6 +112,7 @@ pub async fn run(
     mut socket: OwnedWriteHalf,
     mut commands: mpsc::Receiver<WriterCommand>,
     stall_timeout: Duration,
+    queued: QueuedMessages,
 ) -> (WriterStats, std::io::Result<()>) {
     let mut encoder = ChunkEncoder::new();
     let mut batch = WriteBatch::new();
@@ -95,12 +121,16 @@ pub async fn run(
     let mut closing = false;
     let result = loop {
         let input = next_input(&mut commands, &mut players).await;
+        queued.taken(&input);
         closing |= handle(input, &mut players, &mut encoder, &mut batch, &mut stats);
         // Gather whatever else is ready so it leaves in the same write.
         while !closing && batch.len() < BATCH_TARGET_BYTES {
             let mut progressed = false;
             match commands.try_recv() {
                 Ok(command) => {
+                    if let WriterCommand::Messages(messages) = &command {
+                        queued.remove(messages.len());
+                    }
                     closing |= handle(
                         Input::Command(Some(command)),
                         &mut players,
