@@ -389,7 +389,7 @@ impl ScriptInstance {
     /// any), `onAppStart`, then events until the last sender is dropped or the script unloads.
     pub fn start(
         config: ScriptConfig,
-        commands: tokio::sync::mpsc::Sender<ScriptCommand>,
+        commands: impl FnMut(ScriptCommand) + Send + 'static,
         restore: Option<(Vec<RestoredClient>, Vec<RestoredStream>)>,
     ) -> std::io::Result<ScriptInstance> {
         let (events, receiver) = std::sync::mpsc::channel();
@@ -402,7 +402,7 @@ impl ScriptInstance {
         let thread = std::thread::Builder::new()
             .name(format!("script {}", config.full_name()))
             .stack_size(32 * 1024 * 1024)
-            .spawn(move || runtime::run(config, receiver, commands, busy, restore))?;
+            .spawn(move || runtime::run(config, receiver, Box::new(commands), busy, restore))?;
         Ok(ScriptInstance {
             events,
             busy_since,

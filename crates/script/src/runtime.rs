@@ -26,7 +26,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc::Sender;
 
 const PRELUDE: &str = include_str!("prelude.js");
 /// Deepest `load()` nesting (a file loading itself would otherwise recurse forever).
@@ -69,7 +68,8 @@ struct Stats {
 /// Host state shared by the native functions of the current context.
 struct Host {
     config: ScriptConfig,
-    commands: Sender<ScriptCommand>,
+    /// Where commands go: the server routes each at once, on this thread.
+    commands: RefCell<Box<dyn FnMut(ScriptCommand) + Send>>,
     log: InstanceLog,
     timers: Vec<Timer>,
     next_timer_id: u32,
@@ -87,8 +87,7 @@ struct Host {
 
 impl Host {
     fn send(&self, command: ScriptCommand) {
-        // The server's router may be gone (the instance is unloading): nothing to do then.
-        let _ = self.commands.blocking_send(command);
+        (self.commands.borrow_mut())(command);
     }
 
     fn trace(&mut self, message: &str) {
@@ -468,7 +467,7 @@ struct Runtime {
 pub(crate) fn run(
     config: ScriptConfig,
     events: Receiver<ScriptEvent>,
-    commands: Sender<ScriptCommand>,
+    commands: Box<dyn FnMut(ScriptCommand) + Send>,
     busy: BusyClock,
     restore: Option<(Vec<RestoredClient>, Vec<RestoredStream>)>,
 ) {
@@ -479,7 +478,7 @@ pub(crate) fn run(
     );
     let mut host = Host {
         config,
-        commands,
+        commands: RefCell::new(commands),
         log,
         timers: Vec::new(),
         next_timer_id: 0,

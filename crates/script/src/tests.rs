@@ -34,7 +34,13 @@ impl App {
             hostname: "localhost".into(),
             limits,
         };
-        (ScriptInstance::start(config, tx, None).expect("thread"), rx)
+        let sink = move |command| {
+            let _ = tx.blocking_send(command);
+        };
+        (
+            ScriptInstance::start(config, sink, None).expect("thread"),
+            rx,
+        )
     }
 
     fn log(&self) -> String {

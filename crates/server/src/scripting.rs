@@ -129,7 +129,21 @@ pub fn start_script(
         hostname: hostname(),
         limits: instance.settings.limits(),
     };
-    match ScriptInstance::start(config, instance.script_commands.clone(), restore) {
+    // Commands for one client go straight to its connection from the script thread (one hop
+    // less on every connect and call); the rest (relays, unload answers) go to the router.
+    let weak = Arc::downgrade(instance);
+    let router = instance.script_commands.clone();
+    let sink = move |command: ScriptCommand| {
+        if command_client(&command).is_some() {
+            if let Some(instance) = weak.upgrade() {
+                deliver(&instance, command);
+            }
+        } else {
+            // The router may be gone (the instance is unloading): nothing to do then.
+            let _ = router.blocking_send(command);
+        }
+    };
+    match ScriptInstance::start(config, sink, restore) {
         Ok(script) => {
             *instance.script.lock().unwrap_or_else(|p| p.into_inner()) = Some(script);
         }
@@ -412,16 +426,23 @@ pub async fn route(
     }
 }
 
-fn deliver(instance: &Instance, command: ScriptCommand) {
-    let client_id = match &command {
+/// The client a command is for, if it is for one.
+fn command_client(command: &ScriptCommand) -> Option<u64> {
+    match command {
         ScriptCommand::Accept { client_id }
         | ScriptCommand::Reject { client_id, .. }
         | ScriptCommand::CallResult { client_id, .. }
         | ScriptCommand::CallClient { client_id, .. }
         | ScriptCommand::Ping { client_id }
         | ScriptCommand::Disconnect { client_id }
-        | ScriptCommand::SetAccess { client_id, .. } => *client_id,
-        _ => return,
+        | ScriptCommand::SetAccess { client_id, .. } => Some(*client_id),
+        _ => None,
+    }
+}
+
+fn deliver(instance: &Instance, command: ScriptCommand) {
+    let Some(client_id) = command_client(&command) else {
+        return;
     };
     let mut links = instance.clients.lock().unwrap_or_else(|p| p.into_inner());
     let Some(link) = links.get_mut(&client_id) else {
