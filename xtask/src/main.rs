@@ -1,6 +1,8 @@
 //! The project's own automation, run as `cargo xtask <task>`:
 //!
 //! - `ci`: what CI runs (ffmpeg present, fmt check, clippy with warnings denied, build, tests);
+//! - `fuzz`: the cargo-fuzz targets of `fuzz/` for a while each, with a table and
+//!   `target/fuzz-report.json` (executions, coverage, crashes);
 //! - `bench`: Ascend against nginx-rtmp on loopback, with a table, JSON and an SVG plot in
 //!   `target/bench/`, plus Ascend's application-script figures (nginx-rtmp has no scripts), the
 //!   latency and CPU of a relay hop (origin -> edge) and the memory per idle connection.
@@ -10,6 +12,7 @@
 
 mod bench;
 mod ci;
+mod fuzz;
 mod idle;
 mod load;
 mod procfs;
@@ -22,7 +25,7 @@ use clap::{Parser, Subcommand};
 
 /// Ascend's automation.
 #[derive(Debug, Parser)]
-#[command(name = "cargo xtask", about = "Ascend's automation: ci, bench")]
+#[command(name = "cargo xtask", about = "Ascend's automation: ci, bench, fuzz")]
 struct Cli {
     #[command(subcommand)]
     task: Task,
@@ -34,6 +37,8 @@ enum Task {
     Ci,
     /// Benchmark Ascend against nginx-rtmp on loopback.
     Bench(bench::BenchArgs),
+    /// Run the cargo-fuzz targets of fuzz/ (stable toolchain, no sanitizer) and report.
+    Fuzz(fuzz::FuzzArgs),
     /// (internal) The load client: N players for a window, JSON on stdout.
     #[command(hide = true)]
     BenchLoad(load::LoadArgs),
@@ -55,6 +60,7 @@ fn main() -> Result<()> {
     match Cli::parse().task {
         Task::Ci => ci::ci(),
         Task::Bench(args) => bench::bench(args),
+        Task::Fuzz(args) => fuzz::fuzz(args),
         Task::BenchLoad(args) => load::bench_load(args),
         Task::BenchSetup(args) => load::bench_setup(args),
         Task::BenchScript(args) => load::bench_script(args),

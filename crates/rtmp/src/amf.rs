@@ -5,7 +5,8 @@
 //! length), recurses without a depth limit (a deeply nested object overflows the stack) and copies
 //! AMF3 references while decoding (a few hundred bytes of nested references expand to gigabytes).
 //! This decoder checks every length against the bytes actually present, limits nesting to
-//! [`MAX_DEPTH`] and counts decoded values against [`MAX_VALUES`].
+//! [`MAX_DEPTH`], counts decoded values against [`MAX_VALUES`] and the bytes that AMF3 references
+//! copy against [`MAX_REFERENCED_BYTES`].
 //!
 //! Objects keep their key order (scripts and `onMetaData` readers rely on it), dates keep their
 //! milliseconds and time zone, typed objects keep their class name.
@@ -16,6 +17,10 @@ use std::fmt;
 pub const MAX_DEPTH: usize = 64;
 /// Most values accepted in one decoded message (references included).
 pub const MAX_VALUES: usize = 100_000;
+/// Most bytes of text (strings, keys, property names, XML) and byte arrays that AMF3 references
+/// may copy in one decoded message. Counting values alone does not bound memory: a long string
+/// referenced [`MAX_VALUES`] times, two bytes per reference, would be copied that many times.
+pub const MAX_REFERENCED_BYTES: usize = 16 * 1024 * 1024;
 
 /// One AMF value, whichever encoding it came in.
 #[derive(Debug, Clone, PartialEq)]
@@ -171,6 +176,9 @@ pub enum AmfError {
     /// An AMF3 reference to something not yet decoded.
     #[error("AMF3 reference out of range")]
     BadReference,
+    /// AMF3 references copying more than [`MAX_REFERENCED_BYTES`] bytes.
+    #[error("AMF3 references copy more than {MAX_REFERENCED_BYTES} bytes")]
+    ReferencesTooLarge,
 }
 
 /// A read position in a message body; every read checks the bytes are there.
@@ -213,6 +221,8 @@ impl<'a> Cursor<'a> {
 pub struct Amf0Reader<'a> {
     cursor: Cursor<'a>,
     values_decoded: usize,
+    /// Bytes copied by AMF3 references, all AMF3 sections of the message together.
+    referenced_bytes: usize,
 }
 
 impl<'a> Amf0Reader<'a> {
@@ -221,6 +231,7 @@ impl<'a> Amf0Reader<'a> {
         Amf0Reader {
             cursor: Cursor { bytes, position: 0 },
             values_decoded: 0,
+            referenced_bytes: 0,
         }
     }
 
@@ -369,6 +380,9 @@ impl<'a> Amf0Reader<'a> {
                 let mut amf3 = Amf3Reader {
                     cursor: self.cursor,
                     values_decoded: self.values_decoded,
+                    decoded_bytes: 0,
+                    referenced_bytes: self.referenced_bytes,
+                    deepest: 0,
                     strings: Vec::new(),
                     objects: Vec::new(),
                     traits: Vec::new(),
@@ -376,6 +390,7 @@ impl<'a> Amf0Reader<'a> {
                 let value = amf3.read_value(depth + 1)?;
                 self.cursor = amf3.cursor;
                 self.values_decoded = amf3.values_decoded;
+                self.referenced_bytes = amf3.referenced_bytes;
                 value
             }
             other => {
@@ -388,6 +403,26 @@ impl<'a> Amf0Reader<'a> {
     }
 }
 
+/// A complex value kept for AMF3 references, with what copying it costs.
+struct Remembered {
+    value: AmfValue,
+    /// Values it holds, counted again against [`MAX_VALUES`] by each reference.
+    values: usize,
+    /// Bytes of text and byte arrays it holds, counted against [`MAX_REFERENCED_BYTES`].
+    bytes: usize,
+    /// Levels of nesting below it: a reference at depth `d` nests it down to `d + height`, which
+    /// must stay within [`MAX_DEPTH`] like anything decoded in place.
+    height: usize,
+}
+
+/// Where the decoding of one AMF3 value started.
+#[derive(Clone, Copy)]
+struct Start {
+    values: usize,
+    bytes: usize,
+    depth: usize,
+}
+
 struct Amf3Traits {
     class_name: Option<String>,
     dynamic: bool,
@@ -398,10 +433,18 @@ struct Amf3Traits {
 struct Amf3Reader<'a> {
     cursor: Cursor<'a>,
     values_decoded: usize,
+    /// Bytes of text and byte arrays in the values decoded so far, copies included.
+    decoded_bytes: usize,
+    /// Bytes of those copied by references, checked against [`MAX_REFERENCED_BYTES`].
+    referenced_bytes: usize,
     strings: Vec<String>,
-    /// Complex values already decoded, for references. A reference costs its full size
-    /// again in `values_decoded`, so reference amplification hits [`MAX_VALUES`].
-    objects: Vec<(AmfValue, usize)>,
+    /// The deepest nesting reached in the value being decoded, references included.
+    deepest: usize,
+    /// Complex values already decoded, for references. A reference costs its full size again in
+    /// `values_decoded` and `referenced_bytes`, so reference amplification hits [`MAX_VALUES`]
+    /// or [`MAX_REFERENCED_BYTES`], and its nesting counts where it lands, so chains of
+    /// references cannot build a value nested deeper than [`MAX_DEPTH`].
+    objects: Vec<Remembered>,
     traits: Vec<std::rc::Rc<Amf3Traits>>,
 }
 
@@ -445,18 +488,37 @@ impl<'a> Amf3Reader<'a> {
         Ok(())
     }
 
+    /// Accounts for `len` bytes of text or byte array decoded inline.
+    fn decoded(&mut self, len: usize) {
+        self.decoded_bytes = self.decoded_bytes.saturating_add(len);
+    }
+
+    /// Accounts for `len` bytes about to be copied by a reference; fails past the limit.
+    fn copy(&mut self, len: usize) -> Result<(), AmfError> {
+        self.decoded(len);
+        self.referenced_bytes = self.referenced_bytes.saturating_add(len);
+        if self.referenced_bytes > MAX_REFERENCED_BYTES {
+            return Err(AmfError::ReferencesTooLarge);
+        }
+        Ok(())
+    }
+
     fn string(&mut self) -> Result<String, AmfError> {
         let header = self.u29()?;
         if header & 1 == 0 {
-            return self
+            let index = (header >> 1) as usize;
+            let len = self
                 .strings
-                .get((header >> 1) as usize)
-                .cloned()
-                .ok_or(AmfError::BadReference);
+                .get(index)
+                .map(String::len)
+                .ok_or(AmfError::BadReference)?;
+            self.copy(len)?;
+            return Ok(self.strings[index].clone());
         }
         let len = (header >> 1) as usize;
         let text =
             String::from_utf8(self.take(len)?.to_vec()).map_err(|_| AmfError::InvalidUtf8)?;
+        self.decoded(len);
         if !text.is_empty() {
             self.strings.push(text.clone());
         }
@@ -464,23 +526,31 @@ impl<'a> Amf3Reader<'a> {
     }
 
     /// Reads the U29 header of a complex value: `Ok(Err(value))` for a reference.
-    fn reference_or_inline(&mut self) -> Result<Result<u32, AmfValue>, AmfError> {
+    fn reference_or_inline(&mut self, depth: usize) -> Result<Result<u32, AmfValue>, AmfError> {
         let header = self.u29()?;
         if header & 1 == 0 {
-            let (value, size) = self
-                .objects
-                .get((header >> 1) as usize)
-                .cloned()
-                .ok_or(AmfError::BadReference)?;
-            self.count(size)?;
-            return Ok(Err(value));
+            let index = (header >> 1) as usize;
+            let remembered = self.objects.get(index).ok_or(AmfError::BadReference)?;
+            let (values, bytes, height) = (remembered.values, remembered.bytes, remembered.height);
+            if depth + height > MAX_DEPTH {
+                return Err(AmfError::TooDeep);
+            }
+            self.deepest = self.deepest.max(depth + height);
+            self.count(values)?;
+            self.copy(bytes)?;
+            return Ok(Err(self.objects[index].value.clone()));
         }
         Ok(Ok(header >> 1))
     }
 
-    fn remember(&mut self, value: &AmfValue, started_at_count: usize) {
-        let size = self.values_decoded.saturating_sub(started_at_count).max(1);
-        self.objects.push((value.clone(), size));
+    /// Keeps a complex value for references, with what decoding it cost since `started_at`.
+    fn remember(&mut self, value: &AmfValue, started_at: Start) {
+        self.objects.push(Remembered {
+            value: value.clone(),
+            values: self.values_decoded.saturating_sub(started_at.values).max(1),
+            bytes: self.decoded_bytes.saturating_sub(started_at.bytes),
+            height: self.deepest.saturating_sub(started_at.depth),
+        });
     }
 
     fn read_value(&mut self, depth: usize) -> Result<AmfValue, AmfError> {
@@ -488,9 +558,14 @@ impl<'a> Amf3Reader<'a> {
             return Err(AmfError::TooDeep);
         }
         self.count(1)?;
-        let started_at = self.values_decoded;
+        let started_at = Start {
+            values: self.values_decoded,
+            bytes: self.decoded_bytes,
+            depth,
+        };
+        let outer_deepest = std::mem::replace(&mut self.deepest, depth);
         let marker = self.u8()?;
-        Ok(match marker {
+        let value = match marker {
             0x00 => AmfValue::Undefined,
             0x01 => AmfValue::Null,
             0x02 => AmfValue::Boolean(false),
@@ -503,17 +578,18 @@ impl<'a> Amf3Reader<'a> {
             }
             0x05 => AmfValue::Number(self.f64()?),
             0x06 => AmfValue::String(self.string()?),
-            0x07 | 0x0B => match self.reference_or_inline()? {
+            0x07 | 0x0B => match self.reference_or_inline(depth)? {
                 Err(value) => value,
                 Ok(len) => {
                     let text = String::from_utf8(self.take(len as usize)?.to_vec())
                         .map_err(|_| AmfError::InvalidUtf8)?;
+                    self.decoded(text.len());
                     let value = AmfValue::XmlDocument(text);
                     self.remember(&value, started_at);
                     value
                 }
             },
-            0x08 => match self.reference_or_inline()? {
+            0x08 => match self.reference_or_inline(depth)? {
                 Err(value) => value,
                 Ok(_) => {
                     let value = AmfValue::Date {
@@ -524,7 +600,7 @@ impl<'a> Amf3Reader<'a> {
                     value
                 }
             },
-            0x09 => match self.reference_or_inline()? {
+            0x09 => match self.reference_or_inline(depth)? {
                 Err(value) => value,
                 Ok(dense_count) => {
                     let mut assoc = Vec::new();
@@ -558,14 +634,15 @@ impl<'a> Amf3Reader<'a> {
                     value
                 }
             },
-            0x0A => match self.reference_or_inline()? {
+            0x0A => match self.reference_or_inline(depth)? {
                 Err(value) => value,
                 Ok(header) => self.read_object(header, depth, started_at)?,
             },
-            0x0C => match self.reference_or_inline()? {
+            0x0C => match self.reference_or_inline(depth)? {
                 Err(value) => value,
                 Ok(len) => {
                     let value = AmfValue::ByteArray(self.take(len as usize)?.to_vec());
+                    self.decoded(len as usize);
                     self.remember(&value, started_at);
                     value
                 }
@@ -576,21 +653,28 @@ impl<'a> Amf3Reader<'a> {
                     marker: other,
                 })
             }
-        })
+        };
+        self.deepest = self.deepest.max(outer_deepest);
+        Ok(value)
     }
 
     fn read_object(
         &mut self,
         header: u32,
         depth: usize,
-        started_at: usize,
+        started_at: Start,
     ) -> Result<AmfValue, AmfError> {
         // header already shifted by one: bit0 = inline traits, bit1 = externalizable.
         let traits = if header & 1 == 0 {
-            self.traits
+            let traits = self
+                .traits
                 .get((header >> 1) as usize)
                 .cloned()
-                .ok_or(AmfError::BadReference)?
+                .ok_or(AmfError::BadReference)?;
+            // Each object of these traits copies their property names.
+            let names: usize = traits.sealed_names.iter().map(String::len).sum();
+            self.copy(names)?;
+            traits
         } else {
             if header & 2 != 0 {
                 // Externalizable classes carry a private format only their class can read.
@@ -890,6 +974,137 @@ mod tests {
         message.extend_from_slice(&bytes[1..]);
         message.extend_from_slice(&level_bytes);
         assert_eq!(decode_amf0(&message), Err(AmfError::TooManyValues));
+    }
+
+    /// `0x11` then an AMF3 array of `count` dense items, without the items.
+    fn amf3_array_start(count: u32) -> Vec<u8> {
+        let mut bytes = vec![0x11, 0x09];
+        encode_u29((count << 1) | 1, &mut bytes);
+        bytes.push(0x01);
+        bytes
+    }
+
+    /// An AMF3 inline string of `len` bytes.
+    fn amf3_long_string(len: usize, out: &mut Vec<u8>) {
+        out.push(0x06);
+        encode_u29(((len as u32) << 1) | 1, out);
+        out.extend(std::iter::repeat_n(b'x', len));
+    }
+
+    #[test]
+    fn amf3_string_references_cannot_copy_gigabytes() {
+        // [a1, a2] with a1 = [64 KiB string, 299 references to it] and a2 = [300 references to
+        // a1]: 90,000 copies of the string (5.9 GB) from 67 KB, well within MAX_VALUES. Before
+        // the byte limit this aborted the server on a failed allocation.
+        let mut bytes = amf3_array_start(2);
+        bytes.extend_from_slice(&amf3_array_start(300)[1..]);
+        amf3_long_string(64 * 1024, &mut bytes);
+        bytes.extend(std::iter::repeat_n([0x06u8, 0x00], 299).flatten());
+        bytes.extend_from_slice(&amf3_array_start(300)[1..]);
+        bytes.extend(std::iter::repeat_n([0x09u8, 0x00], 300).flatten());
+        assert_eq!(decode_amf0(&bytes), Err(AmfError::ReferencesTooLarge));
+    }
+
+    #[test]
+    fn amf3_object_references_count_the_text_they_copy() {
+        // a1 = [8 KiB string] (one copy, under the limit); then 3,000 references to a1: each
+        // costs two values but copies 8 KiB, 24 MB in all.
+        let mut bytes = amf3_array_start(3001);
+        bytes.extend_from_slice(&amf3_array_start(1)[1..]);
+        amf3_long_string(8 * 1024, &mut bytes);
+        bytes.extend(std::iter::repeat_n([0x09u8, 0x00], 3000).flatten());
+        assert_eq!(decode_amf0(&bytes), Err(AmfError::ReferencesTooLarge));
+    }
+
+    #[test]
+    fn amf3_trait_references_count_the_property_names_they_copy() {
+        // One class with a 64 KiB sealed property name, then 299 objects of that class by
+        // trait reference, three bytes each: each copies the name.
+        let mut bytes = amf3_array_start(300);
+        bytes.push(0x0A);
+        encode_u29((1 << 4) | 0b0011, &mut bytes); // inline object, inline traits, 1 sealed
+        bytes.push(0x01); // anonymous
+        let mut name = Vec::new();
+        amf3_long_string(64 * 1024, &mut name);
+        bytes.extend_from_slice(&name[1..]); // a name is a string without the 0x06 marker
+        bytes.push(0x01); // its value: null
+        bytes.extend(std::iter::repeat_n([0x0Au8, 0x01, 0x01], 299).flatten());
+        assert_eq!(decode_amf0(&bytes), Err(AmfError::ReferencesTooLarge));
+    }
+
+    #[test]
+    fn the_reference_byte_limit_spans_every_amf3_section_of_a_message() {
+        // Three AMF3 values, each a 4 KiB string and 1,600 references to it (6.4 MB each,
+        // under the limit alone, 19 MB together).
+        let mut bytes = Vec::new();
+        for _ in 0..3 {
+            bytes.extend_from_slice(&amf3_array_start(1601));
+            amf3_long_string(4 * 1024, &mut bytes);
+            bytes.extend(std::iter::repeat_n([0x06u8, 0x00], 1600).flatten());
+        }
+        assert_eq!(decode_amf0(&bytes), Err(AmfError::ReferencesTooLarge));
+        // One of them alone decodes.
+        let one = bytes.len() / 3;
+        assert_eq!(decode_amf0(&bytes[..one]).map(|v| v.len()), Ok(1));
+    }
+
+    #[test]
+    fn amf3_references_cannot_nest_values_deeper_than_the_limit() {
+        // k values, each 60 nested arrays around a reference to the previous one: every
+        // reference adds 60 levels. Before references counted their nesting, 57 of them (10 KB)
+        // decoded to a value 3,400 levels deep, which overflowed a 2 MiB thread stack (a tokio
+        // worker's) in a debug build when dropped or cloned, and re-encoded to AMF0 that no
+        // decoder accepted.
+        let chain = |k: u32| {
+            let mut bytes = amf3_array_start(k);
+            for i in 0..k {
+                bytes.extend(std::iter::repeat_n([0x09u8, 0x03, 0x01], 60).flatten());
+                if i == 0 {
+                    bytes.push(0x01);
+                } else {
+                    bytes.push(0x09);
+                    encode_u29((60 * i - 1) << 1, &mut bytes); // the previous value's outermost array
+                }
+            }
+            bytes
+        };
+        assert_eq!(decode_amf0(&chain(57)), Err(AmfError::TooDeep));
+        assert_eq!(decode_amf0(&chain(2)), Err(AmfError::TooDeep));
+        // One level of 60 decodes, and so does a shallow value referenced at depth.
+        assert!(decode_amf0(&chain(1)).is_ok());
+        let mut bytes = amf3_array_start(2);
+        bytes.extend_from_slice(&[0x09, 0x03, 0x01, 0x01]); // [null], object 0
+        bytes.extend(std::iter::repeat_n([0x09u8, 0x03, 0x01], 60).flatten());
+        bytes.extend_from_slice(&[0x09, 0x00]); // [[...[ref [null]]...]]: 63 levels
+        let values = decode_amf0(&bytes).expect("a reference within the depth limit decodes");
+        assert_eq!(decode_amf0(&encode_amf0_values(&values)), Ok(values));
+    }
+
+    #[test]
+    fn ordinary_amf3_references_still_decode() {
+        // ["hello", ref "hello", [1], ref [1], object {hello: ref "hello"} x2 by trait ref]
+        let mut bytes = amf3_array_start(6);
+        bytes.extend_from_slice(&[0x06, 0x0B]);
+        bytes.extend_from_slice(b"hello");
+        bytes.extend_from_slice(&[0x06, 0x00]); // string reference 0
+        bytes.extend_from_slice(&[0x09, 0x03, 0x01, 0x04, 0x01]); // [1], object 0
+        bytes.extend_from_slice(&[0x09, 0x00]); // object reference 0
+        bytes.extend_from_slice(&[0x0A, 0x13, 0x01, 0x00, 0x06, 0x00]); // {hello: "hello"}
+        bytes.extend_from_slice(&[0x0A, 0x01, 0x06, 0x00]); // same traits
+        let hello = AmfValue::string("hello");
+        let one = AmfValue::StrictArray(vec![AmfValue::Number(1.0)]);
+        let object = AmfValue::object([("hello", hello.clone())]);
+        assert_eq!(
+            decode_amf0(&bytes),
+            Ok(vec![AmfValue::StrictArray(vec![
+                hello.clone(),
+                hello,
+                one.clone(),
+                one,
+                object.clone(),
+                object
+            ])])
+        );
     }
 
     #[test]
