@@ -413,6 +413,9 @@ struct Remembered {
     /// Levels of nesting below it: a reference at depth `d` nests it down to `d + height`, which
     /// must stay within [`MAX_DEPTH`] like anything decoded in place.
     height: usize,
+    /// False while the value is still being decoded: AMF3 numbers a complex value when its
+    /// header is read, before its members, so a member may refer to it (a cycle, refused).
+    ready: bool,
 }
 
 /// Where the decoding of one AMF3 value started.
@@ -530,7 +533,11 @@ impl<'a> Amf3Reader<'a> {
         let header = self.u29()?;
         if header & 1 == 0 {
             let index = (header >> 1) as usize;
-            let remembered = self.objects.get(index).ok_or(AmfError::BadReference)?;
+            let remembered = self
+                .objects
+                .get(index)
+                .filter(|r| r.ready)
+                .ok_or(AmfError::BadReference)?;
             let (values, bytes, height) = (remembered.values, remembered.bytes, remembered.height);
             if depth + height > MAX_DEPTH {
                 return Err(AmfError::TooDeep);
@@ -543,14 +550,28 @@ impl<'a> Amf3Reader<'a> {
         Ok(Ok(header >> 1))
     }
 
-    /// Keeps a complex value for references, with what decoding it cost since `started_at`.
-    fn remember(&mut self, value: &AmfValue, started_at: Start) {
+    /// Takes the next reference number for a complex value whose header was just read.
+    fn reserve(&mut self) -> usize {
         self.objects.push(Remembered {
+            value: AmfValue::Undefined,
+            values: 0,
+            bytes: 0,
+            height: 0,
+            ready: false,
+        });
+        self.objects.len() - 1
+    }
+
+    /// Keeps a complex value under its reference number `slot`, with what decoding it cost
+    /// since `started_at`.
+    fn remember(&mut self, slot: usize, value: &AmfValue, started_at: Start) {
+        self.objects[slot] = Remembered {
             value: value.clone(),
             values: self.values_decoded.saturating_sub(started_at.values).max(1),
             bytes: self.decoded_bytes.saturating_sub(started_at.bytes),
             height: self.deepest.saturating_sub(started_at.depth),
-        });
+            ready: true,
+        };
     }
 
     fn read_value(&mut self, depth: usize) -> Result<AmfValue, AmfError> {
@@ -585,7 +606,8 @@ impl<'a> Amf3Reader<'a> {
                         .map_err(|_| AmfError::InvalidUtf8)?;
                     self.decoded(text.len());
                     let value = AmfValue::XmlDocument(text);
-                    self.remember(&value, started_at);
+                    let slot = self.reserve();
+                    self.remember(slot, &value, started_at);
                     value
                 }
             },
@@ -596,13 +618,15 @@ impl<'a> Amf3Reader<'a> {
                         millis: self.f64()?,
                         timezone_minutes: 0,
                     };
-                    self.remember(&value, started_at);
+                    let slot = self.reserve();
+                    self.remember(slot, &value, started_at);
                     value
                 }
             },
             0x09 => match self.reference_or_inline(depth)? {
                 Err(value) => value,
                 Ok(dense_count) => {
+                    let slot = self.reserve();
                     let mut assoc = Vec::new();
                     loop {
                         let key = self.string()?;
@@ -630,7 +654,7 @@ impl<'a> Amf3Reader<'a> {
                         );
                         AmfValue::EcmaArray(assoc)
                     };
-                    self.remember(&value, started_at);
+                    self.remember(slot, &value, started_at);
                     value
                 }
             },
@@ -643,7 +667,8 @@ impl<'a> Amf3Reader<'a> {
                 Ok(len) => {
                     let value = AmfValue::ByteArray(self.take(len as usize)?.to_vec());
                     self.decoded(len as usize);
-                    self.remember(&value, started_at);
+                    let slot = self.reserve();
+                    self.remember(slot, &value, started_at);
                     value
                 }
             },
@@ -664,6 +689,7 @@ impl<'a> Amf3Reader<'a> {
         depth: usize,
         started_at: Start,
     ) -> Result<AmfValue, AmfError> {
+        let slot = self.reserve();
         // header already shifted by one: bit0 = inline traits, bit1 = externalizable.
         let traits = if header & 1 == 0 {
             let traits = self
@@ -718,7 +744,7 @@ impl<'a> Amf3Reader<'a> {
             class_name: traits.class_name.clone(),
             properties,
         };
-        self.remember(&value, started_at);
+        self.remember(slot, &value, started_at);
         Ok(value)
     }
 }
@@ -958,7 +984,8 @@ mod tests {
 
     #[test]
     fn amf3_reference_amplification_is_bounded() {
-        // a0 = [1,1,...]; a1 = [ref a0 x 60]; a2 = [ref a1 x 60] ...
+        // a0 = [1,1,...]; a1 = [ref a0 x 60]; a2 = [ref a1 x 60] ... inside one outer array,
+        // which is reference 0 (AMF3 numbers a value when its header is read), so a0 is 1.
         let mut bytes = vec![0x11, 0x09, (60 << 1) | 1, 0x01];
         bytes.extend(std::iter::repeat_n(0x01u8, 60));
         // This would be 60^4 values once copied.
@@ -966,7 +993,7 @@ mod tests {
         for level in 0..3u8 {
             level_bytes.extend_from_slice(&[0x09, (60 << 1) | 1, 0x01]);
             for _ in 0..60 {
-                level_bytes.extend_from_slice(&[0x09, level << 1]);
+                level_bytes.extend_from_slice(&[0x09, (level + 1) << 1]);
             }
         }
         // Nest the levels inside one top-level array so all are decoded.
@@ -1001,7 +1028,7 @@ mod tests {
         amf3_long_string(64 * 1024, &mut bytes);
         bytes.extend(std::iter::repeat_n([0x06u8, 0x00], 299).flatten());
         bytes.extend_from_slice(&amf3_array_start(300)[1..]);
-        bytes.extend(std::iter::repeat_n([0x09u8, 0x00], 300).flatten());
+        bytes.extend(std::iter::repeat_n([0x09u8, 0x02], 300).flatten()); // reference 1: a1
         assert_eq!(decode_amf0(&bytes), Err(AmfError::ReferencesTooLarge));
     }
 
@@ -1012,7 +1039,7 @@ mod tests {
         let mut bytes = amf3_array_start(3001);
         bytes.extend_from_slice(&amf3_array_start(1)[1..]);
         amf3_long_string(8 * 1024, &mut bytes);
-        bytes.extend(std::iter::repeat_n([0x09u8, 0x00], 3000).flatten());
+        bytes.extend(std::iter::repeat_n([0x09u8, 0x02], 3000).flatten()); // reference 1: a1
         assert_eq!(decode_amf0(&bytes), Err(AmfError::ReferencesTooLarge));
     }
 
@@ -1063,7 +1090,8 @@ mod tests {
                     bytes.push(0x01);
                 } else {
                     bytes.push(0x09);
-                    encode_u29((60 * i - 1) << 1, &mut bytes); // the previous value's outermost array
+                    // The previous value's outermost array (the outer array is reference 0).
+                    encode_u29((1 + 60 * (i - 1)) << 1, &mut bytes);
                 }
             }
             bytes
@@ -1073,9 +1101,9 @@ mod tests {
         // One level of 60 decodes, and so does a shallow value referenced at depth.
         assert!(decode_amf0(&chain(1)).is_ok());
         let mut bytes = amf3_array_start(2);
-        bytes.extend_from_slice(&[0x09, 0x03, 0x01, 0x01]); // [null], object 0
+        bytes.extend_from_slice(&[0x09, 0x03, 0x01, 0x01]); // [null], object 1
         bytes.extend(std::iter::repeat_n([0x09u8, 0x03, 0x01], 60).flatten());
-        bytes.extend_from_slice(&[0x09, 0x00]); // [[...[ref [null]]...]]: 63 levels
+        bytes.extend_from_slice(&[0x09, 0x02]); // [[...[ref [null]]...]]: 63 levels
         let values = decode_amf0(&bytes).expect("a reference within the depth limit decodes");
         assert_eq!(decode_amf0(&encode_amf0_values(&values)), Ok(values));
     }
@@ -1087,8 +1115,8 @@ mod tests {
         bytes.extend_from_slice(&[0x06, 0x0B]);
         bytes.extend_from_slice(b"hello");
         bytes.extend_from_slice(&[0x06, 0x00]); // string reference 0
-        bytes.extend_from_slice(&[0x09, 0x03, 0x01, 0x04, 0x01]); // [1], object 0
-        bytes.extend_from_slice(&[0x09, 0x00]); // object reference 0
+        bytes.extend_from_slice(&[0x09, 0x03, 0x01, 0x04, 0x01]); // [1], object 1
+        bytes.extend_from_slice(&[0x09, 0x02]); // object reference 1
         bytes.extend_from_slice(&[0x0A, 0x13, 0x01, 0x00, 0x06, 0x00]); // {hello: "hello"}
         bytes.extend_from_slice(&[0x0A, 0x01, 0x06, 0x00]); // same traits
         let hello = AmfValue::string("hello");
@@ -1105,6 +1133,25 @@ mod tests {
                 object
             ])])
         );
+    }
+
+    #[test]
+    fn amf3_objects_are_numbered_when_their_header_is_read() {
+        // {a: {x: 1}, b: <reference 1>}: the outer object is reference 0, the inner one 1.
+        let bytes = [
+            0x11, 0x0A, 0x0B, 0x01, // outer: dynamic, anonymous
+            0x03, b'a', 0x0A, 0x0B, 0x01, 0x03, b'x', 0x04, 0x01, 0x01, // a: {x: 1}
+            0x03, b'b', 0x0A, 0x02, // b: reference 1
+            0x01,
+        ];
+        let inner = AmfValue::object([("x", AmfValue::Number(1.0))]);
+        assert_eq!(
+            decode_amf0(&bytes),
+            Ok(vec![AmfValue::object([("a", inner.clone()), ("b", inner)])])
+        );
+        // A member referring to the object it is in (a cycle) is refused.
+        let cycle = [0x11, 0x0A, 0x0B, 0x01, 0x03, b's', 0x0A, 0x00, 0x01];
+        assert_eq!(decode_amf0(&cycle), Err(AmfError::BadReference));
     }
 
     #[test]
