@@ -69,22 +69,15 @@ async fn the_seed_republishes_into_another_instance_as_written() {
     assert!(ok, "ffmpeg publisher failed: {err}");
     let log =
         server.wait_for_instance_log("livestreams/_definst_", "localnews is unpublishing", WAIT);
-    let order: Vec<usize> = [
-        "localnews is publishing into application livestreams/_definst_",
-        "Republishing the stream into livestreams/anotherinstance",
-        "Stream Status: NetStream.Publish.Start",
-        "The stream is now publishing",
-        "localnews is unpublishing",
-    ]
-    .iter()
-    .map(|line| {
-        log.find(line)
-            .unwrap_or_else(|| panic!("{line:?} missing:\n{log}"))
-    })
-    .collect();
-    assert!(
-        order.windows(2).all(|w| w[0] < w[1]),
-        "out of order:\n{log}"
+    assert_in_order(
+        &log,
+        &[
+            "localnews is publishing into application livestreams/_definst_",
+            "Republishing the stream into livestreams/anotherinstance",
+            "Stream Status: NetStream.Publish.Start",
+            "The stream is now publishing",
+            "localnews is unpublishing",
+        ],
     );
     // The republished instance ran the same script, which does not republish again there.
     let other = server.instance_log("livestreams/anotherinstance");

@@ -260,22 +260,15 @@ async fn every_handler_traces_in_order_to_the_instance_log_and_the_server_log() 
         server.wait_for_instance_log("traced/room1", "4 onUnpublish cam", WAIT);
     }
     let log = server.wait_for_instance_log("traced/room1", "5 onDisconnect", WAIT);
-    let positions: Vec<usize> = [
-        "1 onAppStart traced/room1",
-        "2 onConnect",
-        "3 onPublish cam key=42",
-        "4 onUnpublish cam",
-        "5 onDisconnect",
-    ]
-    .iter()
-    .map(|line| {
-        log.find(line)
-            .unwrap_or_else(|| panic!("{line:?} missing:\n{log}"))
-    })
-    .collect();
-    assert!(
-        positions.windows(2).all(|w| w[0] < w[1]),
-        "out of order:\n{log}"
+    assert_in_order(
+        &log,
+        &[
+            "1 onAppStart traced/room1",
+            "2 onConnect",
+            "3 onPublish cam key=42",
+            "4 onUnpublish cam",
+            "5 onDisconnect",
+        ],
     );
     let server_log = server.log();
     assert!(

@@ -637,3 +637,18 @@ pub fn decode(url: &str, seconds: u32) -> (u64, String) {
         .unwrap_or(0);
     (frames, err)
 }
+
+/// Asserts every one of `lines` appears in `log`, in this order.
+pub fn assert_in_order(log: &str, lines: &[&str]) {
+    let positions: Vec<usize> = lines
+        .iter()
+        .map(|line| {
+            log.find(line)
+                .unwrap_or_else(|| panic!("{line:?} missing:\n{log}"))
+        })
+        .collect();
+    assert!(
+        positions.windows(2).all(|w| w[0] < w[1]),
+        "out of order:\n{log}"
+    );
+}
