@@ -377,3 +377,27 @@ async fn a_client_flooding_commands_without_reading_is_dropped_and_costs_no_one(
     );
     server.assert_healthy();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_limits_for_new_connections_and_keeps_the_old_ones() {
+    let mut server = TestServer::start(&["live"], "");
+    let mut first = connect(&server, "live").await.expect("first client");
+    server.write_config("[limits]\nmax_connections_per_ip = 1\n");
+    server.signal("HUP");
+    server.wait_for_log("configuration reloaded", Duration::from_secs(10));
+    assert!(
+        connect(&server, "live").await.is_err(),
+        "a second connection from the same address was accepted after the new limit"
+    );
+    server.wait_for_log("max_connections_per_ip reached", Duration::from_secs(5));
+    // The connection that was already there goes on.
+    first
+        .publish("still-here")
+        .await
+        .expect("the existing client still works");
+    // A configuration that does not parse keeps the old one.
+    server.write_config("[limits]\nmax_conections = 3\n");
+    server.signal("HUP");
+    server.wait_for_log("configuration not reloaded", Duration::from_secs(10));
+    server.assert_healthy();
+}

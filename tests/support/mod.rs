@@ -193,6 +193,11 @@ impl TestServer {
         }
     }
 
+    /// Rewrites the server's configuration file (read again on SIGHUP).
+    pub fn write_config(&self, text: &str) {
+        std::fs::write(self.root.join("ascend.toml"), text).expect("config");
+    }
+
     /// Writes a file under `applications/`.
     pub fn write_app_file(&self, path: &str, content: &str) {
         std::fs::write(self.root.join("applications").join(path), content).expect("write");

@@ -13,7 +13,7 @@ pub fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let server = Server::bind(config).await?;
+        let server = Server::bind_with_args(config, Some(args)).await?;
         let context = server.context();
         #[cfg(unix)]
         {
@@ -24,7 +24,7 @@ pub fn main() -> anyhow::Result<()> {
                     return;
                 };
                 while hangup.recv().await.is_some() {
-                    crate::shutdown::reload_scripts(&context);
+                    crate::shutdown::reload(&context);
                 }
             });
         }

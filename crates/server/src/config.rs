@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// `ascend`: a live-streaming RTMP server that runs Flash Media Server application scripts.
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(name = "ascend", version, about)]
 pub struct Args {
     /// Address to listen on for RTMP [default: 0.0.0.0:1935]

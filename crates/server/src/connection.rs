@@ -61,6 +61,8 @@ struct Connection {
     id: u64,
     peer: SocketAddr,
     context: Arc<ServerContext>,
+    /// The limits this connection started with.
+    limits: Arc<crate::config::Limits>,
     session: ServerSession,
     writer: mpsc::Sender<WriterCommand>,
     /// Messages in the writer's channel.
@@ -140,7 +142,7 @@ async fn run(
     context: Arc<ServerContext>,
     id: u64,
 ) -> Result<Summary, ConnectionError> {
-    let limits = context.config.limits.clone();
+    let limits = context.limits();
     let handshake_timeout = Duration::from_secs(limits.handshake_timeout_secs);
     // Small until a client sends a lot (players send almost nothing): idle connections stay cheap.
     let mut read_buffer = vec![0u8; SMALL_READ_BUFFER];
@@ -171,6 +173,7 @@ async fn run(
         id,
         peer,
         context: context.clone(),
+        limits: limits.clone(),
         session: ServerSession::new(session_config),
         writer: writer_tx,
         queued,
@@ -304,7 +307,7 @@ impl Connection {
     }
 
     fn send_to_writer(&mut self, command: WriterCommand) -> Result<(), ConnectionError> {
-        let limit = self.context.config.limits.max_queued_messages;
+        let limit = self.limits.max_queued_messages;
         if let WriterCommand::Messages(messages) = &command {
             if self.queued.add(messages.len()) > limit {
                 return Err(ConnectionError::Limit(format!(
@@ -316,7 +319,7 @@ impl Connection {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(_)) => Err(ConnectionError::Limit(format!(
                 "{} messages queued for a client that does not read (max_queued_messages)",
-                self.context.config.limits.max_queued_messages
+                self.limits.max_queued_messages
             ))),
             // The writer ended (socket error): the read loop sees it and stops.
             Err(mpsc::error::TrySendError::Closed(_)) => Ok(()),
@@ -453,7 +456,7 @@ impl Connection {
             protocol: "rtmp".to_string(),
         };
         let has_script = instance.has_script();
-        let limit = self.context.config.limits.max_pending_connects;
+        let limit = self.limits.max_pending_connects;
         if has_script && instance.pending_connects() >= limit {
             warn!(
                 client = self.id,
@@ -723,7 +726,7 @@ impl Connection {
             );
             if !matches!(name, "_checkbw" | "getStreamLength") {
                 let wants_answer = !encoder_hook && transaction_id != 0.0;
-                let limit = self.context.config.limits.max_pending_calls;
+                let limit = self.limits.max_pending_calls;
                 if wants_answer && self.pending_calls >= limit {
                     warn!(client = self.id, method = name, limit, "call refused: too many calls waiting for the application (max_pending_calls)");
                     self.session.call_failed(

@@ -36,9 +36,21 @@ pub struct ServerContext {
     pub shutdown: tokio::sync::watch::Sender<shutdown::ShutdownPhase>,
     /// Connections open right now.
     pub connections: std::sync::atomic::AtomicUsize,
+    /// The limits in force (SIGHUP reloads them from the configuration file).
+    pub limits: std::sync::RwLock<std::sync::Arc<config::Limits>>,
+    /// The command line, to read the configuration file again on SIGHUP.
+    pub args: Option<config::Args>,
 }
 
 impl ServerContext {
+    /// The limits in force now; a connection keeps the ones it started with.
+    pub fn limits(&self) -> std::sync::Arc<config::Limits> {
+        self.limits
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// Connections open right now.
     pub fn open_connections(&self) -> usize {
         self.connections.load(std::sync::atomic::Ordering::Relaxed)

@@ -47,6 +47,15 @@ impl Drop for ConnectionSlot {
 impl Server {
     /// Binds the listen address and prepares the applications folder and logs folder.
     pub async fn bind(config: ServerConfig) -> anyhow::Result<Server> {
+        Self::bind_with_args(config, None).await
+    }
+
+    /// Like [`Server::bind`], remembering the command line so SIGHUP can read the
+    /// configuration file again.
+    pub async fn bind_with_args(
+        config: ServerConfig,
+        args: Option<crate::config::Args>,
+    ) -> anyhow::Result<Server> {
         use anyhow::Context;
         if let Err(error) = std::fs::create_dir_all(&config.logs_dir) {
             // Instance logs will fail to open and say so; the server itself runs on.
@@ -67,6 +76,8 @@ impl Server {
             applications.set_own_port(address.port());
         }
         let context = Arc::new(ServerContext {
+            limits: std::sync::RwLock::new(Arc::new(config.limits.clone())),
+            args,
             config,
             applications,
             shutdown: tokio::sync::watch::Sender::new(crate::shutdown::ShutdownPhase::Running),
@@ -88,7 +99,6 @@ impl Server {
 
     /// Accepts connections until `shutdown` resolves.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
-        let limits = self.context.config.limits.clone();
         let counts = Arc::new(Mutex::new(ConnectionCounts::default()));
         let next_id = AtomicU64::new(1);
         info!(
@@ -114,6 +124,7 @@ impl Server {
                     return;
                 }
             };
+            let limits = self.context.limits();
             let slot = {
                 let mut c = counts.lock().unwrap_or_else(|p| p.into_inner());
                 let from_ip = c.per_ip.get(&peer.ip()).copied().unwrap_or(0);

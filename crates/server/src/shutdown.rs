@@ -75,8 +75,35 @@ pub async fn shut_down(context: Arc<ServerContext>) {
     );
 }
 
-/// SIGHUP: reload the scripts of every running instance (configuration changes to the server
-/// itself need a restart; `app.toml` changes apply to instances started afterwards).
+/// SIGHUP: read the configuration file again (new limits apply to connections accepted from
+/// now on; `listen`, `apps`, `logs` and `[hub]` changes need a restart and are reported) and
+/// reload the scripts of every running instance.
+pub fn reload(context: &ServerContext) {
+    if let Some(args) = &context.args {
+        match crate::config::ServerConfig::from_args(args) {
+            Ok(fresh) => {
+                let current = &context.config;
+                if fresh.listen != current.listen
+                    || fresh.apps_dir != current.apps_dir
+                    || fresh.logs_dir != current.logs_dir
+                {
+                    warn!(
+                        "SIGHUP: listen, apps and logs changes need a restart; kept as they were"
+                    );
+                }
+                *context.limits.write().unwrap_or_else(|p| p.into_inner()) =
+                    std::sync::Arc::new(fresh.limits);
+                info!("SIGHUP: configuration reloaded; new limits apply to new connections");
+            }
+            Err(error) => {
+                warn!(error = %format!("{error:#}"), "SIGHUP: configuration not reloaded, the old one stays");
+            }
+        }
+    }
+    reload_scripts(context);
+}
+
+/// Reloads the scripts of every running instance.
 pub fn reload_scripts(context: &ServerContext) {
     for instance in context.applications.all_instances() {
         if instance.script_event(ascend_script::ScriptEvent::Reload) {
