@@ -11,7 +11,7 @@ use crate::stream::{ReplacedSignal, StreamEntry, StreamState};
 use crate::subscription::Subscription;
 
 /// Default number of items in one stream's shared ring.
-pub const DEFAULT_RING_CAPACITY: usize = 512;
+pub const DEFAULT_RING_CAPACITY: usize = 256;
 /// Default bound of the cached keyframe group of one stream (8 MiB).
 pub const DEFAULT_GOP_CACHE_MAX_BYTES: usize = 8 * 1024 * 1024;
 /// Default silence after which a new publisher may take a name over (the

@@ -20,7 +20,7 @@
 //! max_pending_connects = 256
 //! max_pending_calls = 64
 //! [hub]
-//! ring_capacity = 512
+//! ring_capacity = 256
 //! gop_cache_max_bytes = 8388608
 //! publisher_takeover_after_ms = 2000
 //! ```
