@@ -359,29 +359,39 @@ impl RtmpClient {
 /// Runs the client side of the handshake on `socket`; returns bytes that followed S2.
 /// (Public so tests can speak raw chunks to a server after a real handshake.)
 pub async fn handshake(socket: &mut TcpStream) -> Result<Vec<u8>, ClientError> {
-    let (mut handshake, c0c1) = Handshake::client()?;
-    socket.write_all(&c0c1).await?;
-    let mut buffer = vec![0u8; 8192];
+    let (handshake, c0c1) = Handshake::client()?;
+    drive_handshake(socket, handshake, &c0c1).await
+}
+
+/// Drives either side of a handshake over `socket`: sends `first` (C0+C1 for a client,
+/// nothing for a server), then answers what the peer sends until the handshake is done.
+/// Returns the bytes that followed it. The server uses this too.
+pub async fn drive_handshake(
+    socket: &mut TcpStream,
+    mut handshake: Handshake,
+    first: &[u8],
+) -> Result<Vec<u8>, ClientError> {
+    if !first.is_empty() {
+        socket.write_all(first).await?;
+    }
+    let mut buffer = vec![0u8; 4096];
     loop {
         let n = socket.read(&mut buffer).await?;
         if n == 0 {
             return Err(ClientError::Closed);
         }
-        match handshake.process(&buffer[..n])? {
-            HandshakeProgress::InProgress { response } => {
-                if !response.is_empty() {
-                    socket.write_all(&response).await?;
-                }
-            }
+        let (response, remaining) = match handshake.process(&buffer[..n])? {
+            HandshakeProgress::InProgress { response } => (response, None),
             HandshakeProgress::Done {
                 response,
                 remaining,
-            } => {
-                if !response.is_empty() {
-                    socket.write_all(&response).await?;
-                }
-                return Ok(remaining);
-            }
+            } => (response, Some(remaining)),
+        };
+        if !response.is_empty() {
+            socket.write_all(&response).await?;
+        }
+        if let Some(remaining) = remaining {
+            return Ok(remaining);
         }
     }
 }

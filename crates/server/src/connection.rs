@@ -13,8 +13,7 @@ use ascend_media::{MediaFrame, PublishError, Publisher};
 use ascend_rtmp::amf::encode_amf0_values;
 use ascend_rtmp::protocol::ProtocolError;
 use ascend_rtmp::{
-    build, AmfValue, ConnectRequest, Handshake, HandshakeProgress, ServerEvent, ServerSession,
-    ServerSessionConfig,
+    build, AmfValue, ConnectRequest, Handshake, ServerEvent, ServerSession, ServerSessionConfig,
 };
 use ascend_script::{ClientInfo, ScriptCommand, ScriptEvent};
 use bytes::Bytes;
@@ -22,7 +21,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
@@ -146,15 +145,14 @@ async fn run(
     let handshake_timeout = Duration::from_secs(limits.handshake_timeout_secs);
     // Small until a client sends a lot (players send almost nothing): idle connections stay cheap.
     let mut read_buffer = vec![0u8; SMALL_READ_BUFFER];
-    let remaining =
-        tokio::time::timeout(handshake_timeout, handshake(&mut socket, &mut read_buffer))
-            .await
-            .map_err(|_| {
-                ConnectionError::Handshake(format!(
-                    "not finished within {} s (handshake_timeout_secs)",
-                    limits.handshake_timeout_secs
-                ))
-            })??;
+    let remaining = tokio::time::timeout(handshake_timeout, handshake(&mut socket))
+        .await
+        .map_err(|_| {
+            ConnectionError::Handshake(format!(
+                "not finished within {} s (handshake_timeout_secs)",
+                limits.handshake_timeout_secs
+            ))
+        })??;
 
     let (mut reader, write_half) = socket.into_split();
     let (writer_tx, writer_rx) = mpsc::channel(limits.max_queued_messages.max(16));
@@ -255,35 +253,16 @@ async fn run(
 }
 
 /// Runs the server side of the handshake; returns the bytes that followed C2.
-async fn handshake(socket: &mut TcpStream, buffer: &mut [u8]) -> Result<Vec<u8>, ConnectionError> {
-    let mut handshake = Handshake::server();
-    loop {
-        let n = socket.read(buffer).await?;
-        if n == 0 {
-            return Err(ConnectionError::Handshake(
-                "client closed during the handshake".into(),
-            ));
-        }
-        match handshake
-            .process(&buffer[..n])
-            .map_err(|e| ConnectionError::Handshake(e.to_string()))?
-        {
-            HandshakeProgress::InProgress { response } => {
-                if !response.is_empty() {
-                    socket.write_all(&response).await?;
-                }
+async fn handshake(socket: &mut TcpStream) -> Result<Vec<u8>, ConnectionError> {
+    ascend_client::drive_handshake(socket, Handshake::server(), &[])
+        .await
+        .map_err(|error| match error {
+            ascend_client::ClientError::Io(error) => ConnectionError::Io(error),
+            ascend_client::ClientError::Closed => {
+                ConnectionError::Handshake("client closed during the handshake".into())
             }
-            HandshakeProgress::Done {
-                response,
-                remaining,
-            } => {
-                if !response.is_empty() {
-                    socket.write_all(&response).await?;
-                }
-                return Ok(remaining);
-            }
-        }
-    }
+            other => ConnectionError::Handshake(other.to_string()),
+        })
 }
 
 impl Connection {
