@@ -90,6 +90,19 @@ impl HubInner {
         self.streams.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The entry of `name` in the locked map, created if the name is new.
+    fn entry_in(
+        &self,
+        streams: &mut HashMap<String, Arc<StreamEntry>>,
+        name: &str,
+    ) -> Arc<StreamEntry> {
+        Arc::clone(
+            streams
+                .entry(name.to_owned())
+                .or_insert_with(|| Arc::new(StreamEntry::new(name, &self.config))),
+        )
+    }
+
     fn find(&self, name: &str) -> Option<Arc<StreamEntry>> {
         self.streams().get(name).cloned()
     }
@@ -142,11 +155,7 @@ impl StreamHub {
     pub fn publish(&self, name: &str, client_id: u64) -> Result<Publisher, PublishError> {
         let (entry, session, replaced) = {
             let mut streams = self.inner.streams();
-            let entry = Arc::clone(
-                streams
-                    .entry(name.to_owned())
-                    .or_insert_with(|| Arc::new(StreamEntry::new(name, &self.inner.config))),
-            );
+            let entry = self.inner.entry_in(&mut streams, name);
             let mut state = entry.write();
             if let Some(current) = &state.publisher {
                 if current.last_activity.elapsed() < self.inner.config.publisher_takeover_after {
@@ -185,11 +194,7 @@ impl StreamHub {
     /// without publisher it yields `PublishStarted` when one arrives.
     pub fn subscribe(&self, name: &str) -> Subscription {
         let mut streams = self.inner.streams();
-        let entry = Arc::clone(
-            streams
-                .entry(name.to_owned())
-                .or_insert_with(|| Arc::new(StreamEntry::new(name, &self.inner.config))),
-        );
+        let entry = self.inner.entry_in(&mut streams, name);
         let mut state = entry.write();
         state.subscribers += 1;
         // Snapshot and cursor under the lock the publisher pushes under: no

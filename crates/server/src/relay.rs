@@ -115,7 +115,8 @@ pub fn resolve_uri(uri: &str, own_port: u16) -> Result<RtmpUrl, ClientError> {
     Ok(url)
 }
 
-fn status(level: &str, code: &str, description: &str) -> AmfValue {
+/// An `{level, code, description}` info object for the script.
+pub(crate) fn status(level: &str, code: &str, description: &str) -> AmfValue {
     build::status_info(level, code, description, vec![])
 }
 

@@ -209,11 +209,10 @@ impl Relays {
                     Err(error) => {
                         instance.script_event(ScriptEvent::NetConnectionStatus {
                             nc_id,
-                            info: ascend_rtmp::build::status_info(
+                            info: relay::status(
                                 "error",
                                 "NetConnection.Connect.Failed",
                                 &error.to_string(),
-                                vec![],
                             ),
                         });
                     }
@@ -238,11 +237,10 @@ impl Relays {
                     instance.script_event(ScriptEvent::CallResponse {
                         call_id,
                         success: false,
-                        values: vec![ascend_rtmp::build::status_info(
+                        values: vec![relay::status(
                             "error",
                             "NetConnection.Call.Failed",
                             "The NetConnection is not connected.",
-                            vec![],
                         )],
                     });
                 }
@@ -282,11 +280,10 @@ impl Relays {
                 if !to_connection(self, nc_id, RelayCommand::Publish { ns_id, name, mode }) {
                     instance.script_event(ScriptEvent::NetStreamStatus {
                         ns_id,
-                        info: ascend_rtmp::build::status_info(
+                        info: relay::status(
                             "error",
                             "NetStream.Failed",
                             "The NetConnection is not connected.",
-                            vec![],
                         ),
                     });
                 }
@@ -325,11 +322,10 @@ impl Relays {
                 } else {
                     instance.script_event(ScriptEvent::StreamStatus {
                         name,
-                        info: ascend_rtmp::build::status_info(
+                        info: relay::status(
                             "error",
                             "NetStream.Play.StreamNotFound",
                             "The NetConnection is not connected.",
-                            vec![],
                         ),
                     });
                 }
