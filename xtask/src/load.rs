@@ -348,7 +348,7 @@ struct SubStats {
     first_keyframe_ms: Option<f64>,
     last_video: Option<Instant>,
     bytes: u64,
-    /// (ms since the window's start, lag ms) per video frame in the window.
+    /// (ms since the window's start, lag ms) per audio and video frame in the window.
     lags: Vec<(f64, f64)>,
     min_lag: Option<f64>,
 }
@@ -432,17 +432,21 @@ async fn play_and_count(
                 if keyframe && stats.first_keyframe_ms.is_none() {
                     stats.first_keyframe_ms = Some(since_request);
                 }
-                let lag = now.duration_since(t0).as_secs_f64() * 1000.0
-                    - (f64::from(timestamp) - f64::from(ts0));
-                stats.min_lag = Some(stats.min_lag.map_or(lag, |m: f64| m.min(lag)));
-                if in_window {
-                    let at = now.duration_since(window.start).as_secs_f64() * 1000.0;
-                    stats.lags.push((at, lag));
-                }
+                record_lag(stats, window, now, (t0, ts0), timestamp);
                 stats.last_video = Some(now);
             }
-            ClientEvent::Audio { payload, .. } if in_window => {
-                stats.bytes += payload.len() as u64;
+            ClientEvent::Audio {
+                timestamp, payload, ..
+            } => {
+                if in_window {
+                    stats.bytes += payload.len() as u64;
+                }
+                // Audio counts too: a server may hold audio back to batch writes. Sequence
+                // headers (AAC packet type 0) carry no sound and are skipped.
+                let sound = payload.len() > 2 && !(payload[0] >> 4 == 10 && payload[1] == 0);
+                if let (Some(anchor), true) = (first, sound) {
+                    record_lag(stats, window, now, anchor, timestamp);
+                }
             }
             ClientEvent::Status { info, .. } if info.get_str("level") == Some("error") => {
                 bail!("error status: {info:?}");
@@ -451,6 +455,25 @@ async fn play_and_count(
         }
     }
     Ok(())
+}
+
+/// Records the lag of a frame with `timestamp` received at `now`, against the player's first
+/// video frame `anchor` (wall clock, timestamp).
+fn record_lag(
+    stats: &mut SubStats,
+    window: &Window,
+    now: Instant,
+    anchor: (Instant, u32),
+    timestamp: u32,
+) {
+    let (t0, ts0) = anchor;
+    let lag =
+        now.duration_since(t0).as_secs_f64() * 1000.0 - (f64::from(timestamp) - f64::from(ts0));
+    stats.min_lag = Some(stats.min_lag.map_or(lag, |m: f64| m.min(lag)));
+    if now >= window.start && now < window.end {
+        let at = now.duration_since(window.start).as_secs_f64() * 1000.0;
+        stats.lags.push((at, lag));
+    }
 }
 
 /// Whether a player kept up: video in the last 2 s, and the lag in the last 2 s not more than

@@ -47,9 +47,11 @@ pub struct RatioRow {
     pub first_frame_p99: Option<f64>,
     /// First keyframe p50.
     pub first_keyframe_p50: Option<f64>,
-    /// Lag p50.
+    /// CPU per delivered Gbit/s.
+    pub cpu_per_gbit: Option<f64>,
+    /// Lag over each player's smallest, p50.
     pub lag_p50: Option<f64>,
-    /// Lag p99.
+    /// Lag over each player's smallest, p99.
     pub lag_p99: Option<f64>,
 }
 
@@ -398,6 +400,11 @@ fn shell(program: &str, args: &[&str]) -> String {
         .unwrap_or_default()
 }
 
+/// Server CPU % per delivered Gbit/s.
+fn cpu_per_gbit(run: &LoadResult) -> Option<f64> {
+    (run.mbit_per_s > 0.0).then(|| run.server_cpu_pct / (run.mbit_per_s / 1000.0))
+}
+
 /// `a / b` when both are meaningful (b > 0, a >= 0).
 fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     match (a, b) {
@@ -533,8 +540,9 @@ impl Report {
                     first_frame_p50: ratio(x.first_frame_ms.p50, y.first_frame_ms.p50),
                     first_frame_p99: ratio(x.first_frame_ms.p99, y.first_frame_ms.p99),
                     first_keyframe_p50: ratio(x.first_keyframe_ms.p50, y.first_keyframe_ms.p50),
-                    lag_p50: ratio(x.lag_ms.p50, y.lag_ms.p50),
-                    lag_p99: ratio(x.lag_ms.p99, y.lag_ms.p99),
+                    cpu_per_gbit: ratio(cpu_per_gbit(x), cpu_per_gbit(y)),
+                    lag_p50: ratio(x.lag_over_min_ms.p50, y.lag_over_min_ms.p50),
+                    lag_p99: ratio(x.lag_over_min_ms.p99, y.lag_over_min_ms.p99),
                 })
             })
             .collect();
@@ -590,10 +598,11 @@ impl Report {
         }
         if !self.servers.is_empty() {
             notes.push(
-                "lag = (wall clock since a player's first frame) - (timestamp - first \
-                 timestamp); a server that starts players with a cached keyframe group sends \
-                 old frames in a burst, so its lag is negative by about the age of that \
-                 keyframe; lag_over_min_ms in the JSON removes each player's smallest lag"
+                "lag = (wall clock since a player's first video frame) - (timestamp - first \
+                 timestamp), over audio and video frames; a server that starts players with a \
+                 cached keyframe group sends old frames in a burst, so its raw lag (lag_ms) is \
+                 negative by about the age of that keyframe; the tables and ratios show \
+                 lag_over_min_ms, each player's lag less its smallest"
                     .to_string(),
             );
         }
@@ -790,7 +799,7 @@ fn print_core(report: &Report) {
         "kept up",
         "first p50/p99 ms",
         "key p50/p99 ms",
-        "lag p50/p99 ms",
+        "lag+ p50/p99 ms",
         "client %"
     );
     for server in &report.servers {
@@ -805,7 +814,7 @@ fn print_core(report: &Report) {
                 format!("{}/{}", run.kept_up, run.subscribers),
                 pair(run.first_frame_ms.p50, run.first_frame_ms.p99, 1),
                 pair(run.first_keyframe_ms.p50, run.first_keyframe_ms.p99, 1),
-                pair(run.lag_ms.p50, run.lag_ms.p99, 0),
+                pair(run.lag_over_min_ms.p50, run.lag_over_min_ms.p99, 0),
                 run.client_cpu_pct,
                 if run.client_saturated {
                     "  load client saturated"
@@ -851,9 +860,10 @@ fn print_ratios(report: &Report) {
         println!("\nascend / nginx-rtmp (below 1 is better for CPU, RSS, times; above 1 for Mbit/s, kept up, setups/s)");
         if !ratios.per_n.is_empty() {
             println!(
-                "{:>5} {:>7} {:>7} {:>7} {:>8} {:>10} {:>10} {:>9} {:>8} {:>8}",
+                "{:>5} {:>7} {:>9} {:>7} {:>7} {:>8} {:>10} {:>10} {:>9} {:>8} {:>8}",
                 "N",
                 "CPU",
+                "CPU/Gbit",
                 "RSS",
                 "Mbit/s",
                 "kept up",
@@ -866,9 +876,10 @@ fn print_ratios(report: &Report) {
         }
         for row in &ratios.per_n {
             println!(
-                "{:>5} {:>7} {:>7} {:>7} {:>8} {:>10} {:>10} {:>9} {:>8} {:>8}",
+                "{:>5} {:>7} {:>9} {:>7} {:>7} {:>8} {:>10} {:>10} {:>9} {:>8} {:>8}",
                 row.subscribers,
                 ratio_text(row.cpu),
+                ratio_text(row.cpu_per_gbit),
                 ratio_text(row.rss),
                 ratio_text(row.mbit_per_s),
                 ratio_text(row.kept_up),

@@ -17,6 +17,8 @@ pub const DEFAULT_GOP_CACHE_MAX_BYTES: usize = 8 * 1024 * 1024;
 /// Default silence after which a new publisher may take a name over (the
 /// Flash Media Server `PublishTimeout`).
 pub const DEFAULT_PUBLISHER_TAKEOVER_AFTER: Duration = Duration::from_secs(2);
+/// Default bound on how long audio waits to leave with the next video frame.
+pub const DEFAULT_AUDIO_HOLD: Duration = Duration::from_millis(50);
 
 /// Tuning of a [`StreamHub`].
 #[derive(Clone, Debug)]
@@ -31,6 +33,10 @@ pub struct HubConfig {
     pub gop_cache_max_bytes: usize,
     /// A publisher silent for this long may be taken over by a new one.
     pub publisher_takeover_after: Duration,
+    /// Longest an audio frame of a stream with video waits for the next
+    /// video frame before its players are woken (see the crate docs, "Fewer
+    /// wake-ups"). Zero wakes the players on every frame.
+    pub audio_hold: Duration,
 }
 
 impl Default for HubConfig {
@@ -39,6 +45,7 @@ impl Default for HubConfig {
             ring_capacity: DEFAULT_RING_CAPACITY,
             gop_cache_max_bytes: DEFAULT_GOP_CACHE_MAX_BYTES,
             publisher_takeover_after: DEFAULT_PUBLISHER_TAKEOVER_AFTER,
+            audio_hold: DEFAULT_AUDIO_HOLD,
         }
     }
 }
@@ -86,6 +93,10 @@ pub(crate) struct HubInner {
 }
 
 impl HubInner {
+    pub(crate) fn config(&self) -> &HubConfig {
+        &self.config
+    }
+
     fn streams(&self) -> MutexGuard<'_, HashMap<String, Arc<StreamEntry>>> {
         self.streams.lock().unwrap_or_else(PoisonError::into_inner)
     }

@@ -52,6 +52,12 @@
 //! plus, until it has read them, the references of its join snapshot (at most
 //! one keyframe group).
 //!
+//! **Fewer wake-ups.** An audio frame of a stream that carries video is
+//! pushed without waking the players: it leaves with the next video frame,
+//! in the same write, or after [`HubConfig::audio_hold`] at the latest. This
+//! halves the writes per player for a usual stream (about 43 audio and 30
+//! video frames a second) for at most the hold of added audio latency.
+//!
 //! **Publishers.** One per name. A second one is refused with
 //! [`PublishError::AlreadyPublishing`] unless the current one has been silent
 //! for [`HubConfig::publisher_takeover_after`], in which case it is taken
@@ -63,6 +69,7 @@
 //! **Locks.** The hub's name map, then a stream's state, never the other
 //! way round. `Publisher::send` only takes its stream's lock.
 
+mod audio_hold;
 mod cache;
 mod frame;
 mod hub;
@@ -76,8 +83,8 @@ mod tests;
 
 pub use frame::{FrameKind, MediaFrame};
 pub use hub::{
-    HubConfig, PublishError, StreamHub, StreamStats, DEFAULT_GOP_CACHE_MAX_BYTES,
-    DEFAULT_PUBLISHER_TAKEOVER_AFTER, DEFAULT_RING_CAPACITY,
+    HubConfig, PublishError, StreamHub, StreamStats, DEFAULT_AUDIO_HOLD,
+    DEFAULT_GOP_CACHE_MAX_BYTES, DEFAULT_PUBLISHER_TAKEOVER_AFTER, DEFAULT_RING_CAPACITY,
 };
 pub use publisher::Publisher;
 pub use subscription::{Subscription, SubscriptionEvent};

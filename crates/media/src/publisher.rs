@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::frame::MediaFrame;
+use crate::audio_hold::{release_held_audio, AudioHold};
+use crate::frame::{FrameKind, MediaFrame};
 use crate::hub::HubInner;
 use crate::stream::{ReplacedSignal, StreamEntry};
 
@@ -20,6 +21,15 @@ pub struct Publisher {
     entry: Arc<StreamEntry>,
     session: u64,
     replaced: Arc<ReplacedSignal>,
+    /// Present when audio may be held (a hold is configured and a tokio
+    /// runtime runs the release task).
+    audio_hold: Option<HeldAudio>,
+}
+
+/// The hold state and the task that bounds it.
+struct HeldAudio {
+    hold: Arc<AudioHold>,
+    release_task: tokio::task::JoinHandle<()>,
 }
 
 impl Publisher {
@@ -29,12 +39,34 @@ impl Publisher {
         session: u64,
         replaced: Arc<ReplacedSignal>,
     ) -> Self {
+        let after = hub.config().audio_hold;
+        let audio_hold = match tokio::runtime::Handle::try_current() {
+            Ok(runtime) if !after.is_zero() => {
+                let hold = Arc::new(AudioHold::default());
+                let release_task = runtime.spawn(release_held_audio(
+                    Arc::clone(&hold),
+                    Arc::clone(&entry),
+                    after,
+                ));
+                Some(HeldAudio { hold, release_task })
+            }
+            _ => None,
+        };
         Self {
             hub,
             entry,
             session,
             replaced,
+            audio_hold,
         }
+    }
+
+    /// Wakes the players, taking any held audio with this wake-up.
+    fn wake_subscribers(&self) {
+        if let Some(held) = &self.audio_hold {
+            held.hold.release();
+        }
+        self.entry.wake_subscribers();
     }
 
     /// The stream name.
@@ -53,21 +85,33 @@ impl Publisher {
             }
             state.accept_metadata(payload);
         }
-        self.entry.wake_subscribers();
+        self.wake_subscribers();
     }
 
     /// Sends one frame: updates the caches, then one push into the shared
     /// ring. O(1) in the number of subscribers apart from waking them; never
-    /// waits for a subscriber. Ignored once replaced.
+    /// waits for a subscriber. Ignored once replaced. An audio frame of a
+    /// stream with video may wait for the next video frame before the
+    /// players are woken ([`crate::HubConfig::audio_hold`]).
     pub fn send(&self, frame: MediaFrame) {
-        {
+        let hold = {
             let mut state = self.entry.write();
             if !state.is_owned_by(self.session) {
                 return;
             }
+            let holdable =
+                frame.kind == FrameKind::Audio && !frame.sequence_header && state.has_video();
             state.accept_frame(frame);
+            if holdable {
+                self.audio_hold.as_ref()
+            } else {
+                None
+            }
+        };
+        match hold {
+            Some(held) => held.hold.hold(),
+            None => self.wake_subscribers(),
         }
-        self.entry.wake_subscribers();
     }
 
     /// True once another publisher took this stream over.
@@ -84,6 +128,9 @@ impl Publisher {
 
 impl Drop for Publisher {
     fn drop(&mut self) {
+        if let Some(held) = &self.audio_hold {
+            held.release_task.abort();
+        }
         let session = self.session;
         let mut unpublished = false;
         self.hub.release(&self.entry, |state| {
@@ -91,6 +138,8 @@ impl Drop for Publisher {
                 unpublished = state.end_session().is_some();
             }
         });
+        // (A publisher taken over needs no wake-up for audio it held: the
+        // takeover woke the players.)
         if unpublished {
             tracing::debug!(stream = %self.entry.name, "unpublished");
             self.entry.wake_subscribers();

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 
 use crate::cache::{KeyframeGroupCache, StreamContext};
-use crate::frame::MediaFrame;
+use crate::frame::{FrameKind, MediaFrame};
 use crate::hub::HubConfig;
 use crate::ring::SequencedRing;
 
@@ -137,6 +137,8 @@ pub(crate) struct StreamState {
     /// Counters of the current (or last) publish session.
     pub(crate) frames_published: u64,
     pub(crate) bytes_published: u64,
+    /// The current publish session has sent video.
+    video_seen: bool,
     next_session: u64,
 }
 
@@ -150,6 +152,7 @@ impl StreamState {
             subscribers: 0,
             frames_published: 0,
             bytes_published: 0,
+            video_seen: false,
             next_session: 1,
         }
     }
@@ -179,6 +182,7 @@ impl StreamState {
         });
         self.frames_published = 0;
         self.bytes_published = 0;
+        self.video_seen = false;
         self.push(RingItem::SessionStarted(session));
         self.context = Arc::new(StreamContext::for_session(session));
         session
@@ -194,9 +198,15 @@ impl StreamState {
         Some(publisher)
     }
 
+    /// True once the current publish session has sent a video frame.
+    pub(crate) fn has_video(&self) -> bool {
+        self.video_seen
+    }
+
     /// Caches and pushes a frame of the current session.
     pub(crate) fn accept_frame(&mut self, frame: MediaFrame) {
         self.touch();
+        self.video_seen |= frame.kind == FrameKind::Video;
         self.frames_published += 1;
         self.bytes_published += frame.payload.len() as u64;
         self.keyframe_group.observe(&frame);

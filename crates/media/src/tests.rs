@@ -633,3 +633,111 @@ async fn live_stream_names_are_sorted_and_stats_count_frames() {
     drop(zebra);
     assert_eq!(hub.live_stream_names(), ["alpha"]);
 }
+
+/// A player task parked in `recv()`: yields the first event it is woken with.
+fn parked_player(
+    mut subscription: Subscription,
+) -> tokio::task::JoinHandle<(Subscription, SubscriptionEvent)> {
+    tokio::spawn(async move {
+        let event = subscription.recv().await;
+        (subscription, event)
+    })
+}
+
+fn hub_with_audio_hold(audio_hold: Duration) -> StreamHub {
+    StreamHub::new(HubConfig {
+        audio_hold,
+        ..HubConfig::default()
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn audio_of_a_stream_with_video_leaves_with_the_next_video_frame() {
+    let hub = hub_with_audio_hold(Duration::from_secs(10));
+    let publisher = hub.publish("live", 1).expect("publish");
+    publisher.send(avc_sequence_header(1));
+    publisher.send(keyframe(0));
+    let mut subscription = hub.subscribe("live");
+    drain(&mut subscription);
+    let player = parked_player(subscription);
+    tokio::time::sleep(Duration::from_millis(1)).await;
+
+    publisher.send(aac_frame(10));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!player.is_finished(), "a held audio frame woke the player");
+
+    publisher.send(inter_frame(33));
+    let (mut subscription, first) = player.await.expect("player task");
+    let mut labels = vec![label(&first)];
+    labels.extend(drain_labels(&mut subscription));
+    assert_eq!(labels, ["audio@10", "inter@33"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn held_audio_is_released_when_the_hold_runs_out() {
+    let hub = hub_with_audio_hold(Duration::from_millis(50));
+    let publisher = hub.publish("live", 1).expect("publish");
+    publisher.send(avc_sequence_header(1));
+    publisher.send(keyframe(0));
+    let mut subscription = hub.subscribe("live");
+    drain(&mut subscription);
+    let player = parked_player(subscription);
+    tokio::time::sleep(Duration::from_millis(1)).await;
+
+    publisher.send(aac_frame(10));
+    tokio::time::sleep(Duration::from_millis(40)).await;
+    assert!(!player.is_finished(), "released before the hold ran out");
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(player.is_finished(), "still held after the hold ran out");
+    let (_, event) = player.await.expect("player task");
+    assert_eq!(label(&event), "audio@10");
+}
+
+#[tokio::test(start_paused = true)]
+async fn audio_only_streams_and_metadata_are_never_held() {
+    let hub = hub_with_audio_hold(Duration::from_secs(10));
+    let publisher = hub.publish("radio", 1).expect("publish");
+    publisher.send(aac_sequence_header());
+    let mut subscription = hub.subscribe("radio");
+    drain(&mut subscription);
+    let player = parked_player(subscription);
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    publisher.send(aac_frame(23));
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert!(
+        player.is_finished(),
+        "audio of an audio-only stream was held"
+    );
+    let (subscription, event) = player.await.expect("player task");
+    assert_eq!(label(&event), "audio@23");
+
+    // Once the stream has video, held audio leaves with the next metadata.
+    publisher.send(keyframe(40));
+    let mut subscription = subscription;
+    drain(&mut subscription);
+    let player = parked_player(subscription);
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    publisher.send(aac_frame(46));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!player.is_finished());
+    publisher.set_metadata(metadata("m2"));
+    let (mut subscription, first) = player.await.expect("player task");
+    let mut labels = vec![label(&first)];
+    labels.extend(drain_labels(&mut subscription));
+    assert_eq!(labels, ["audio@46", "meta:m2"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_zero_hold_wakes_players_on_every_frame() {
+    let hub = hub_with_audio_hold(Duration::ZERO);
+    let publisher = hub.publish("live", 1).expect("publish");
+    publisher.send(avc_sequence_header(1));
+    publisher.send(keyframe(0));
+    let mut subscription = hub.subscribe("live");
+    drain(&mut subscription);
+    let player = parked_player(subscription);
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    publisher.send(aac_frame(10));
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert!(player.is_finished(), "audio was held with a zero hold");
+}

@@ -23,6 +23,7 @@
 //! ring_capacity = 256
 //! gop_cache_max_bytes = 8388608
 //! publisher_takeover_after_ms = 2000
+//! audio_hold_ms = 50
 //! ```
 
 use clap::Parser;
@@ -105,6 +106,8 @@ pub struct HubSettings {
     pub gop_cache_max_bytes: usize,
     /// A publisher silent this long may be taken over by a new one (FMS PublishTimeout).
     pub publisher_takeover_after_ms: u64,
+    /// Longest an audio frame waits to leave with the next video frame, in ms (0: never).
+    pub audio_hold_ms: u64,
 }
 
 impl Default for HubSettings {
@@ -114,6 +117,7 @@ impl Default for HubSettings {
             ring_capacity: defaults.ring_capacity,
             gop_cache_max_bytes: defaults.gop_cache_max_bytes,
             publisher_takeover_after_ms: defaults.publisher_takeover_after.as_millis() as u64,
+            audio_hold_ms: defaults.audio_hold.as_millis() as u64,
         }
     }
 }
@@ -125,6 +129,7 @@ impl HubSettings {
             ring_capacity: self.ring_capacity,
             gop_cache_max_bytes: self.gop_cache_max_bytes,
             publisher_takeover_after: Duration::from_millis(self.publisher_takeover_after_ms),
+            audio_hold: Duration::from_millis(self.audio_hold_ms),
         }
     }
 }
