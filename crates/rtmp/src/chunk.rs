@@ -156,6 +156,13 @@ impl ChunkDecoder {
     }
 
     fn next_chunk(&mut self) -> Result<ChunkOutcome, ChunkError> {
+        if self.buffer.is_empty() {
+            // Everything was consumed: let the allocation go (it is freed once the payloads
+            // split from it are), so that a connection that sends nothing for a while (a
+            // player, an idle client) holds no receive buffer.
+            self.buffer = BytesMut::new();
+            return Ok(ChunkOutcome::NeedMoreBytes);
+        }
         let buf = &self.buffer[..];
         let Some(&first) = buf.first() else {
             return Ok(ChunkOutcome::NeedMoreBytes);
@@ -441,6 +448,10 @@ fn write_basic_header(out: &mut BytesMut, format: u8, chunk_stream_id: u32) {
 /// segment: fewer, larger iovecs for small messages.
 const COPY_BELOW: usize = 512;
 
+/// Segment slots an empty [`WriteBatch`] keeps: a frame is a header and a payload segment,
+/// an audio frame leaving with a video frame one more.
+const SEGMENTS_KEPT: usize = 8;
+
 /// Bytes ready for one vectored write: chunk headers (small, owned) interleaved with payload
 /// slices (shared `Bytes`, never copied when large).
 #[derive(Default)]
@@ -508,7 +519,8 @@ impl WriteBatch {
         &self.segments
     }
 
-    /// Forgets the first `written` bytes after a (possibly partial) write.
+    /// Forgets the first `written` bytes after a (possibly partial) write. A batch emptied
+    /// after a burst (a player's start, say) gives back its segment list.
     pub fn advance(&mut self, mut written: usize) {
         self.flush_pending();
         self.total -= written.min(self.total);
@@ -526,6 +538,9 @@ impl WriteBatch {
             }
         }
         self.segments.drain(..consumed);
+        if self.segments.is_empty() && self.segments.capacity() > SEGMENTS_KEPT {
+            self.segments.shrink_to(SEGMENTS_KEPT);
+        }
     }
 
     /// All bytes as one buffer (tests and small writes).

@@ -17,11 +17,12 @@ use ascend_rtmp::{
 };
 use ascend_script::{ClientInfo, ScriptCommand, ScriptEvent};
 use bytes::Bytes;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::AsyncReadExt;
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
@@ -43,9 +44,8 @@ pub enum ConnectionError {
     Limit(String),
 }
 
-/// Read buffer of a new connection, and of one that has shown it sends a lot (a publisher).
-const SMALL_READ_BUFFER: usize = 2 * 1024;
-const LARGE_READ_BUFFER: usize = 64 * 1024;
+/// Most bytes taken from a socket at once.
+const RECEIVE_BUFFER_SIZE: usize = 64 * 1024;
 
 /// C0 + C1 + C2.
 const HANDSHAKE_BYTES_FROM_CLIENT: u64 = 1 + 2 * 1536;
@@ -143,9 +143,8 @@ async fn run(
 ) -> Result<Summary, ConnectionError> {
     let limits = context.limits();
     let handshake_timeout = Duration::from_secs(limits.handshake_timeout_secs);
-    // Small until a client sends a lot (players send almost nothing): idle connections stay cheap.
-    let mut read_buffer = vec![0u8; SMALL_READ_BUFFER];
-    let remaining = tokio::time::timeout(handshake_timeout, handshake(&mut socket))
+    // Boxed: the handshake's state is 3 KB that the connection needs only for a moment.
+    let remaining = tokio::time::timeout(handshake_timeout, Box::pin(handshake(&mut socket)))
         .await
         .map_err(|_| {
             ConnectionError::Handshake(format!(
@@ -154,7 +153,7 @@ async fn run(
             ))
         })??;
 
-    let (mut reader, write_half) = socket.into_split();
+    let (reader, write_half) = socket.into_split();
     let (writer_tx, writer_rx) = mpsc::channel(limits.max_queued_messages.max(16));
     let queued = writer::QueuedMessages::default();
     let writer_task = tokio::spawn(writer::run(
@@ -196,16 +195,14 @@ async fn run(
     while result.is_ok() && !connection.closing {
         let connected = connection.session.is_connected();
         tokio::select! {
-            read = reader.read(&mut read_buffer) => match read {
+            ready = reader.readable() => match ready.and_then(|()| receive(&reader, &mut connection.session)) {
                 Ok(0) => break,
-                Ok(n) => {
+                Ok(_) => {
                     last_heard = tokio::time::Instant::now();
-                    connection.session.receive_bytes(&read_buffer[..n]);
-                    if n == read_buffer.len() && n < LARGE_READ_BUFFER {
-                        read_buffer.resize(LARGE_READ_BUFFER, 0);
-                    }
                     result = connection.process_events();
                 }
+                // The readiness was stale; wait again.
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
                 Err(error) => result = Err(error.into()),
             },
             _ = tokio::time::sleep_until(last_heard + idle_timeout), if connection.is_idle() => {
@@ -249,6 +246,23 @@ async fn run(
         bytes_in,
         bytes_out: stats.bytes_written,
         frames_dropped: stats.frames_dropped,
+    })
+}
+
+thread_local! {
+    /// One receive buffer per runtime thread. A connection reads into it and hands the bytes to
+    /// its session at once, so no connection holds a read buffer of its own while it waits
+    /// (most of them are players, which send almost nothing).
+    static RECEIVE_BUFFER: RefCell<Vec<u8>> = RefCell::new(vec![0; RECEIVE_BUFFER_SIZE]);
+}
+
+/// Reads what the socket has ready into `session`: the byte count, 0 at end of stream.
+fn receive(reader: &OwnedReadHalf, session: &mut ServerSession) -> std::io::Result<usize> {
+    RECEIVE_BUFFER.with(|buffer| {
+        let mut buffer = buffer.borrow_mut();
+        let count = reader.try_read(&mut buffer)?;
+        session.receive_bytes(&buffer[..count]);
+        Ok(count)
     })
 }
 
