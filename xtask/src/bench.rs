@@ -26,6 +26,7 @@ use crate::report::{
     self, IdleReport, IdleServer, Measured, RelayReport, RelayServer, Report, ScriptReport,
     ServerResult,
 };
+use crate::scale::{climb_on, ScaleReport, ScaleServer};
 use crate::tools::{
     cargo, ensure_ffmpeg, ensure_nginx_rtmp, free_port, output, run, target_dir, wait_for_port,
     with_raised_nofile, ChildGuard, NGINX, NGINX_RTMP_MODULE,
@@ -96,7 +97,8 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 20)]
     pub instance_samples: usize,
     /// What to measure, comma separated: core (fan-out, first frame, lag, setup, scripts),
-    /// relay (relay hop latency and CPU), idle (memory per idle connection) [default: all].
+    /// relay (relay hop latency and CPU), idle (memory per idle connection), scale (players
+    /// kept up as N grows) [default: all].
     #[arg(long, value_enum, value_delimiter = ',')]
     pub parts: Option<Vec<Part>>,
     /// Relay hop window, seconds [default: 20, 5 with --quick].
@@ -105,6 +107,12 @@ pub struct BenchArgs {
     /// Idle connections per server (at most 4000).
     #[arg(long, default_value_t = 1000)]
     pub idle_connections: usize,
+    /// Scale part: the Ns to climb through, comma separated [default: 1000,1500,2000,2500,3000].
+    #[arg(long, value_delimiter = ',')]
+    pub scale_steps: Option<Vec<usize>>,
+    /// Scale part: window per step, seconds [default: 10, 5 with --quick].
+    #[arg(long)]
+    pub scale_seconds: Option<f64>,
     /// Use target/release/ascend as it is, without building it first.
     #[arg(long)]
     pub no_build_ascend: bool,
@@ -122,6 +130,8 @@ pub enum Part {
     Relay,
     /// Memory per idle connection.
     Idle,
+    /// N climbing until players fall behind (or the load client saturates).
+    Scale,
 }
 
 /// A server under test.
@@ -184,6 +194,8 @@ struct Plan {
     instance_samples: usize,
     relay_seconds: f64,
     idle_connections: usize,
+    scale_steps: Vec<usize>,
+    scale_seconds: f64,
 }
 
 /// Runs the benchmark.
@@ -215,7 +227,20 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     let parts = args
         .parts
         .clone()
-        .unwrap_or_else(|| vec![Part::Core, Part::Relay, Part::Idle]);
+        .unwrap_or_else(|| vec![Part::Core, Part::Relay, Part::Idle, Part::Scale]);
+    let scale_steps = args
+        .scale_steps
+        .clone()
+        .unwrap_or_else(|| vec![1000, 1500, 2000, 2500, 3000]);
+    let scale_seconds = args
+        .scale_seconds
+        .unwrap_or(if args.quick { 5.0 } else { 10.0 });
+    if scale_steps.is_empty() || scale_steps.iter().any(|&n| n == 0 || n > 10_000) {
+        bail!("--scale-steps needs numbers between 1 and 10000");
+    }
+    if !(4.0..=3600.0).contains(&scale_seconds) {
+        bail!("--scale-seconds must be between 4 and 3600");
+    }
     let servers: Vec<ServerKind> = match args.only {
         Some(kind) => vec![kind],
         None if args.skip_nginx => vec![ServerKind::Ascend],
@@ -275,6 +300,8 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         instance_samples: args.instance_samples.max(1),
         relay_seconds,
         idle_connections: args.idle_connections,
+        scale_steps,
+        scale_seconds,
     };
     let mut measured = Measured::default();
     if parts.contains(&Part::Core) {
@@ -314,6 +341,24 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             }
         }
         measured.idle_memory = Some(idle);
+    }
+    if parts.contains(&Part::Scale) {
+        let mut scale = ScaleReport {
+            steps: context.scale_steps.clone(),
+            seconds: context.scale_seconds,
+            servers: Vec::new(),
+        };
+        for &kind in &servers {
+            match bench_scale(kind, &context) {
+                Ok(server) => scale.servers.push(server),
+                Err(error) => {
+                    let text = format!("scale climb for {} failed: {error:#}", kind.label());
+                    eprintln!("{text}");
+                    measured.failures.push(text);
+                }
+            }
+        }
+        measured.scale = Some(scale);
     }
 
     let core = parts.contains(&Part::Core);
@@ -563,19 +608,20 @@ fn bench_server(kind: ServerKind, context: &Plan) -> Result<(ServerResult, Optio
     let mut runs = Vec::new();
     for &n in &context.subscribers {
         let started = Instant::now();
-        let result = run_load(context, port, server.pid(), n).inspect_err(|_| {
-            // A dead server or publisher is the likelier cause: say so first.
-            let _ = server
-                .check_running()
-                .and_then(|()| publisher.check_running())
-                .map_err(|e| {
-                    eprintln!(
-                        "{name}: {e:#} (see {} and {})",
-                        log.display(),
-                        publisher_log.display()
-                    )
-                });
-        })?;
+        let result =
+            run_load(context, port, server.pid(), n, context.seconds).inspect_err(|_| {
+                // A dead server or publisher is the likelier cause: say so first.
+                let _ = server
+                    .check_running()
+                    .and_then(|()| publisher.check_running())
+                    .map_err(|e| {
+                        eprintln!(
+                            "{name}: {e:#} (see {} and {})",
+                            log.display(),
+                            publisher_log.display()
+                        )
+                    });
+            })?;
         println!(
             "{name}: N={n:<5} CPU {:>6.1} %  RSS {:>7.1} MB  {:>8.1} Mbit/s  kept up {}/{n}  client CPU {:.0} %{}  ({:.1} s)",
             result.server_cpu_pct,
@@ -714,6 +760,51 @@ fn bench_server(kind: ServerKind, context: &Plan) -> Result<(ServerResult, Optio
     ))
 }
 
+/// The scale part for one server: its own process and publisher, N climbing through the steps.
+fn bench_scale(kind: ServerKind, context: &Plan) -> Result<ScaleServer> {
+    let name = kind.label();
+    println!("\n==> {name}: scale");
+    let port = free_port()?;
+    let (mut server, log) = start_server(kind, port, context, Role::Main)?;
+    wait_for_port(port, Duration::from_secs(20), &mut server)
+        .with_context(|| format!("starting {name} (see {})", log.display()))?;
+    let publisher_log = context.dir.join(format!("publisher-{name}-scale.log"));
+    let mut publisher = start_publisher(port, APP, &publisher_log, context)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime
+        .block_on(wait_live(port, APP, STREAM, Duration::from_secs(30)))
+        .with_context(|| format!("see {}", publisher_log.display()))?;
+    let mut runs = Vec::new();
+    for &n in &context.scale_steps {
+        let result = run_load(context, port, server.pid(), n, context.scale_seconds)
+            .with_context(|| format!("{name} at N={n} (see {})", log.display()))?;
+        println!(
+            "{name}: scale N={n:<5} kept up {}/{n}  CPU {:.1} %  client CPU {:.0} %{}",
+            result.kept_up,
+            result.server_cpu_pct,
+            result.client_cpu_pct,
+            if result.client_saturated {
+                "  load client saturated"
+            } else {
+                ""
+            },
+        );
+        let go_on = climb_on(&result);
+        runs.push(result);
+        server.check_running()?;
+        publisher.check_running()?;
+        if !go_on {
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    publisher.stop();
+    server.stop();
+    Ok(ScaleServer::new(name, runs))
+}
+
 /// Runs `xtask bench-script` and parses its JSON.
 fn run_script(context: &Plan, port: u16, pid: u32) -> Result<ScriptResult> {
     let args = vec![
@@ -739,7 +830,7 @@ fn run_script(context: &Plan, port: u16, pid: u32) -> Result<ScriptResult> {
 }
 
 /// Runs `xtask bench-load` (release build, open-files limit raised) and parses its JSON.
-fn run_load(context: &Plan, port: u16, pid: u32, n: usize) -> Result<LoadResult> {
+fn run_load(context: &Plan, port: u16, pid: u32, n: usize, seconds: f64) -> Result<LoadResult> {
     let args = vec![
         "bench-load".to_string(),
         "--port".to_string(),
@@ -751,7 +842,7 @@ fn run_load(context: &Plan, port: u16, pid: u32, n: usize) -> Result<LoadResult>
         "--subscribers".to_string(),
         n.to_string(),
         "--seconds".to_string(),
-        context.seconds.to_string(),
+        seconds.to_string(),
         "--ramp-ms".to_string(),
         if n <= 10 { "1000" } else { "1500" }.to_string(),
         "--server-pid".to_string(),

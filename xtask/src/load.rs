@@ -168,6 +168,13 @@ pub struct LoadResult {
     pub lag_ms: Quantiles,
     /// The same lag less each player's smallest lag (delay beyond its best frame), ms.
     pub lag_over_min_ms: Quantiles,
+    /// `lag_over_min_ms` of video frames only.
+    pub video_lag_over_min_ms: Quantiles,
+    /// `lag_over_min_ms` of audio frames only.
+    pub audio_lag_over_min_ms: Quantiles,
+    /// Audio lag less video lag, per player, medians (how late a server sends audio next to
+    /// video), ms.
+    pub audio_minus_video_lag_ms: Quantiles,
     /// Server CPU % over the window (100 = one core).
     pub server_cpu_pct: f64,
     /// Largest VmRSS sampled from the first connect to the window's end, MB.
@@ -350,6 +357,8 @@ struct SubStats {
     bytes: u64,
     /// (ms since the window's start, lag ms) per audio and video frame in the window.
     lags: Vec<(f64, f64)>,
+    /// Whether each entry of `lags` is an audio frame.
+    lag_is_audio: Vec<bool>,
     min_lag: Option<f64>,
 }
 
@@ -432,7 +441,7 @@ async fn play_and_count(
                 if keyframe && stats.first_keyframe_ms.is_none() {
                     stats.first_keyframe_ms = Some(since_request);
                 }
-                record_lag(stats, window, now, (t0, ts0), timestamp);
+                record_lag(stats, window, now, (t0, ts0), (timestamp, false));
                 stats.last_video = Some(now);
             }
             ClientEvent::Audio {
@@ -445,7 +454,7 @@ async fn play_and_count(
                 // headers (AAC packet type 0) carry no sound and are skipped.
                 let sound = payload.len() > 2 && !(payload[0] >> 4 == 10 && payload[1] == 0);
                 if let (Some(anchor), true) = (first, sound) {
-                    record_lag(stats, window, now, anchor, timestamp);
+                    record_lag(stats, window, now, anchor, (timestamp, true));
                 }
             }
             ClientEvent::Status { info, .. } if info.get_str("level") == Some("error") => {
@@ -464,7 +473,7 @@ fn record_lag(
     window: &Window,
     now: Instant,
     anchor: (Instant, u32),
-    timestamp: u32,
+    (timestamp, audio): (u32, bool),
 ) {
     let (t0, ts0) = anchor;
     let lag =
@@ -473,6 +482,7 @@ fn record_lag(
     if now >= window.start && now < window.end {
         let at = now.duration_since(window.start).as_secs_f64() * 1000.0;
         stats.lags.push((at, lag));
+        stats.lag_is_audio.push(audio);
     }
 }
 
@@ -595,6 +605,7 @@ async fn load(args: LoadArgs) -> Result<LoadResult> {
     };
     let (mut first, mut key, mut lags, mut over_min, mut bytes) =
         (vec![], vec![], vec![], vec![], vec![]);
+    let (mut video_over_min, mut audio_over_min, mut audio_minus_video) = (vec![], vec![], vec![]);
     for stats in &all {
         if stats.connected {
             result.connected += 1;
@@ -610,9 +621,23 @@ async fn load(args: LoadArgs) -> Result<LoadResult> {
         first.extend(stats.first_frame_ms);
         key.extend(stats.first_keyframe_ms);
         let min = stats.min_lag.unwrap_or(0.0);
-        for (_, lag) in &stats.lags {
+        let (mut player_audio, mut player_video) = (vec![], vec![]);
+        for ((_, lag), audio) in stats.lags.iter().zip(&stats.lag_is_audio) {
+            if *audio {
+                player_audio.push(*lag);
+            } else {
+                player_video.push(*lag);
+            }
             lags.push(*lag);
             over_min.push(lag - min);
+            if *audio {
+                audio_over_min.push(lag - min);
+            } else {
+                video_over_min.push(lag - min);
+            }
+        }
+        if let (Some(a), Some(v)) = (median(&mut player_audio), median(&mut player_video)) {
+            audio_minus_video.push(a - v);
         }
     }
     result.failed = n - result.connected;
@@ -626,6 +651,9 @@ async fn load(args: LoadArgs) -> Result<LoadResult> {
     result.first_keyframe_ms = Quantiles::of(key);
     result.lag_ms = Quantiles::of(lags);
     result.lag_over_min_ms = Quantiles::of(over_min);
+    result.video_lag_over_min_ms = Quantiles::of(video_over_min);
+    result.audio_lag_over_min_ms = Quantiles::of(audio_over_min);
+    result.audio_minus_video_lag_ms = Quantiles::of(audio_minus_video);
     Ok(result)
 }
 

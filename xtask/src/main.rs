@@ -18,6 +18,7 @@ mod load;
 mod procfs;
 mod relay;
 mod report;
+mod scale;
 mod tools;
 
 use anyhow::Result;

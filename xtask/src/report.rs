@@ -8,6 +8,7 @@ use crate::bench::{TARGET_IDLE_KIB, TARGET_RELAY_P50_MS, TARGET_RELAY_P99_MS};
 use crate::idle::IdleResult;
 use crate::load::{LoadResult, Quantiles, ScriptResult, SetupResult};
 use crate::relay::HopResult;
+use crate::scale::ScaleReport;
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -53,6 +54,10 @@ pub struct RatioRow {
     pub lag_p50: Option<f64>,
     /// Lag over each player's smallest, p99.
     pub lag_p99: Option<f64>,
+    /// The same, video frames only.
+    pub video_lag_p99: Option<f64>,
+    /// The same, audio frames only.
+    pub audio_lag_p99: Option<f64>,
 }
 
 /// Ascend / nginx-rtmp for the connection setups at one concurrency.
@@ -97,6 +102,8 @@ pub struct Ratios {
     pub relay: Option<RelayRatio>,
     /// Memory per idle connection.
     pub idle_kib_per_connection: Option<f64>,
+    /// Largest N with every player kept up (scale part).
+    pub scale_kept_up_to: Option<f64>,
 }
 
 /// One server's relay hop, as written to `results.json` (`relay.servers`).
@@ -295,6 +302,8 @@ pub struct Measured {
     pub relay: Option<RelayReport>,
     /// Memory per idle connection.
     pub idle_memory: Option<IdleReport>,
+    /// Players kept up as N grows.
+    pub scale: Option<ScaleReport>,
     /// Parts that failed (reported as notes).
     pub failures: Vec<String>,
 }
@@ -383,6 +392,8 @@ pub struct Report {
     pub relay: Option<RelayReport>,
     /// Memory per idle connection, per server.
     pub idle_memory: Option<IdleReport>,
+    /// Players kept up as N grows, per server.
+    pub scale: Option<ScaleReport>,
     /// Parts that failed.
     pub failures: Vec<String>,
     /// Ascend / nginx-rtmp, when both ran.
@@ -428,6 +439,7 @@ impl Report {
             script,
             relay,
             idle_memory,
+            scale,
             failures,
         } = measured;
         let args: Vec<String> = std::env::args().skip(1).collect();
@@ -463,6 +475,7 @@ impl Report {
             script,
             relay,
             idle_memory,
+            scale,
             failures,
             ratios: None,
             notes: Vec::new(),
@@ -514,7 +527,22 @@ impl Report {
             };
         let both_idle =
             self.idle_server("ascend").is_some() && self.idle_server("nginx-rtmp").is_some();
-        if per_n.is_empty() && setup.is_empty() && relay.is_none() && !both_idle {
+        let scale_limit = |name: &str| {
+            self.scale
+                .as_ref()?
+                .servers
+                .iter()
+                .find(|s| s.name == name)?
+                .all_kept_up_to
+                .map(|n| n as f64)
+        };
+        let scale_kept_up_to = ratio(scale_limit("ascend"), scale_limit("nginx-rtmp"));
+        if per_n.is_empty()
+            && setup.is_empty()
+            && relay.is_none()
+            && !both_idle
+            && scale_kept_up_to.is_none()
+        {
             return None;
         }
         Some(Ratios {
@@ -522,6 +550,7 @@ impl Report {
             setup,
             relay,
             idle_kib_per_connection,
+            scale_kept_up_to,
         })
     }
 
@@ -543,6 +572,8 @@ impl Report {
                     cpu_per_gbit: ratio(cpu_per_gbit(x), cpu_per_gbit(y)),
                     lag_p50: ratio(x.lag_over_min_ms.p50, y.lag_over_min_ms.p50),
                     lag_p99: ratio(x.lag_over_min_ms.p99, y.lag_over_min_ms.p99),
+                    video_lag_p99: ratio(x.video_lag_over_min_ms.p99, y.video_lag_over_min_ms.p99),
+                    audio_lag_p99: ratio(x.audio_lag_over_min_ms.p99, y.audio_lag_over_min_ms.p99),
                 })
             })
             .collect();
@@ -777,6 +808,9 @@ pub fn print(report: &Report) {
     print_script(report);
     print_relay(report);
     print_idle(report);
+    if let Some(scale) = &report.scale {
+        crate::scale::print(scale);
+    }
     print_ratios(report);
     if !report.notes.is_empty() {
         println!();
@@ -790,7 +824,7 @@ pub fn print(report: &Report) {
 fn print_core(report: &Report) {
     println!();
     println!(
-        "{:<11} {:>5} {:>7} {:>8} {:>8} {:>11} {:>17} {:>15} {:>15} {:>9}",
+        "{:<11} {:>5} {:>7} {:>8} {:>8} {:>11} {:>17} {:>15} {:>15} {:>15} {:>9}",
         "server",
         "N",
         "CPU %",
@@ -800,12 +834,13 @@ fn print_core(report: &Report) {
         "first p50/p99 ms",
         "key p50/p99 ms",
         "lag+ p50/p99 ms",
+        "p99 video/audio",
         "client %"
     );
     for server in &report.servers {
         for run in &server.runs {
             println!(
-                "{:<11} {:>5} {:>7.1} {:>8.1} {:>8.1} {:>11} {:>17} {:>15} {:>15} {:>8.0}{}",
+                "{:<11} {:>5} {:>7.1} {:>8.1} {:>8.1} {:>11} {:>17} {:>15} {:>15} {:>15} {:>8.0}{}",
                 server.name,
                 run.subscribers,
                 run.server_cpu_pct,
@@ -815,6 +850,11 @@ fn print_core(report: &Report) {
                 pair(run.first_frame_ms.p50, run.first_frame_ms.p99, 1),
                 pair(run.first_keyframe_ms.p50, run.first_keyframe_ms.p99, 1),
                 pair(run.lag_over_min_ms.p50, run.lag_over_min_ms.p99, 0),
+                pair(
+                    run.video_lag_over_min_ms.p99,
+                    run.audio_lag_over_min_ms.p99,
+                    0
+                ),
                 run.client_cpu_pct,
                 if run.client_saturated {
                     "  load client saturated"
@@ -860,7 +900,7 @@ fn print_ratios(report: &Report) {
         println!("\nascend / nginx-rtmp (below 1 is better for CPU, RSS, times; above 1 for Mbit/s, kept up, setups/s)");
         if !ratios.per_n.is_empty() {
             println!(
-                "{:>5} {:>7} {:>9} {:>7} {:>7} {:>8} {:>10} {:>10} {:>9} {:>8} {:>8}",
+                "{:>5} {:>7} {:>9} {:>7} {:>7} {:>8} {:>10} {:>10} {:>9} {:>8} {:>8} {:>10} {:>10}",
                 "N",
                 "CPU",
                 "CPU/Gbit",
@@ -871,12 +911,14 @@ fn print_ratios(report: &Report) {
                 "first p99",
                 "key p50",
                 "lag p50",
-                "lag p99"
+                "lag p99",
+                "video p99",
+                "audio p99"
             );
         }
         for row in &ratios.per_n {
             println!(
-                "{:>5} {:>7} {:>9} {:>7} {:>7} {:>8} {:>10} {:>10} {:>9} {:>8} {:>8}",
+                "{:>5} {:>7} {:>9} {:>7} {:>7} {:>8} {:>10} {:>10} {:>9} {:>8} {:>8} {:>10} {:>10}",
                 row.subscribers,
                 ratio_text(row.cpu),
                 ratio_text(row.cpu_per_gbit),
@@ -888,6 +930,8 @@ fn print_ratios(report: &Report) {
                 ratio_text(row.first_keyframe_p50),
                 ratio_text(row.lag_p50),
                 ratio_text(row.lag_p99),
+                ratio_text(row.video_lag_p99),
+                ratio_text(row.audio_lag_p99),
             );
         }
         for row in &ratios.setup {
@@ -914,6 +958,12 @@ fn print_ratios(report: &Report) {
             println!(
                 "memory per idle connection: {}",
                 ratio_text(ratios.idle_kib_per_connection)
+            );
+        }
+        if ratios.scale_kept_up_to.is_some() {
+            println!(
+                "scale, largest N with every player kept up: {} (see the scale table for what stopped each climb)",
+                ratio_text(ratios.scale_kept_up_to)
             );
         }
     }
