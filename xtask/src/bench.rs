@@ -107,7 +107,7 @@ pub struct BenchArgs {
     /// Idle connections per server (at most 4000).
     #[arg(long, default_value_t = 1000)]
     pub idle_connections: usize,
-    /// Scale part: the Ns to climb through, comma separated [default: 1000,1500,2000,2500,3000].
+    /// Scale part: the Ns to climb through, comma separated [default: 1000,1500,...,4000].
     #[arg(long, value_delimiter = ',')]
     pub scale_steps: Option<Vec<usize>>,
     /// Scale part: window per step, seconds [default: 10, 5 with --quick].
@@ -231,12 +231,13 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     let scale_steps = args
         .scale_steps
         .clone()
-        .unwrap_or_else(|| vec![1000, 1500, 2000, 2500, 3000]);
+        .unwrap_or_else(|| vec![1000, 1500, 2000, 2500, 3000, 3500, 4000]);
     let scale_seconds = args
         .scale_seconds
         .unwrap_or(if args.quick { 5.0 } else { 10.0 });
-    if scale_steps.is_empty() || scale_steps.iter().any(|&n| n == 0 || n > 10_000) {
-        bail!("--scale-steps needs numbers between 1 and 10000");
+    // nginx-rtmp runs with worker_connections 4096 (the publisher needs one too).
+    if scale_steps.is_empty() || scale_steps.iter().any(|&n| n == 0 || n > 4000) {
+        bail!("--scale-steps needs numbers between 1 and 4000");
     }
     if !(4.0..=3600.0).contains(&scale_seconds) {
         bail!("--scale-seconds must be between 4 and 3600");
