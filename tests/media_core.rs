@@ -300,3 +300,111 @@ async fn a_silent_publisher_is_taken_over_after_the_publish_timeout() {
     server.assert_healthy();
     drop(first);
 }
+
+/// An AAC frame numbered like [`numbered_video_frame`]: `[0xaf, 1 (raw), n (4 bytes)]`.
+fn numbered_audio_frame(sequence: u32) -> bytes::Bytes {
+    let mut payload = vec![0xaf, 0x01];
+    payload.extend_from_slice(&sequence.to_be_bytes());
+    bytes::Bytes::from(payload)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audio_held_for_video_keeps_publish_order_and_is_not_stuck_when_video_stops() {
+    // Audio of a stream with video waits for the next video frame (at most audio_hold_ms, 50 by
+    // default): the player must still get every frame in the order it was published, and the
+    // audio sent after the last video frame must arrive while the publisher is still there.
+    let mut server = TestServer::start(&["livestreams"], "");
+    let mut player = connect(&server, "livestreams").await.expect("connect");
+    player.play("av").await.expect("play before the publisher");
+
+    let url = RtmpUrl::parse(&server.url("livestreams")).expect("url");
+    let publisher = tokio::spawn(async move {
+        let mut client = RtmpClient::connect(&url, vec![])
+            .await
+            .expect("publisher connects");
+        let id = client.publish("av").await.expect("publish");
+        let avc_header = bytes::Bytes::from_static(&[0x17, 0, 0, 0, 0, 1, 0x64, 0, 0x1f]);
+        let aac_header = bytes::Bytes::from_static(&[0xaf, 0x00, 0x12, 0x10]);
+        let mut sent = Vec::new();
+        client
+            .send(ascend_rtmp::build::video(id, 0, avc_header))
+            .await
+            .expect("video header");
+        client
+            .send(ascend_rtmp::build::audio(id, 0, aac_header))
+            .await
+            .expect("audio header");
+        // 40 video frames (25 fps) with two audio frames after each, written one by one.
+        for n in 0..40u32 {
+            let frame = numbered_video_frame(n, 10, 300);
+            client
+                .send(ascend_rtmp::build::video(id, n * 40, frame))
+                .await
+                .expect("video");
+            sent.push(format!("v{n}"));
+            for k in 0..2 {
+                let a = n * 2 + k;
+                client
+                    .send(ascend_rtmp::build::audio(
+                        id,
+                        n * 40 + k * 20,
+                        numbered_audio_frame(a),
+                    ))
+                    .await
+                    .expect("audio");
+                sent.push(format!("a{a}"));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // The video stops; five more audio frames, then the publisher stays a whole second.
+        for a in 80..85u32 {
+            client
+                .send(ascend_rtmp::build::audio(
+                    id,
+                    1600 + (a - 80) * 20,
+                    numbered_audio_frame(a),
+                ))
+                .await
+                .expect("trailing audio");
+            sent.push(format!("a{a}"));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let leaving_at = Instant::now();
+        drop(client);
+        (sent, leaving_at)
+    });
+
+    let mut received = Vec::new();
+    let mut last_audio_at = None;
+    let _ = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match player.next_event().await.expect("event") {
+                ClientEvent::Status { info, .. }
+                    if code_of(&info) == "NetStream.Play.UnpublishNotify" =>
+                {
+                    return;
+                }
+                ClientEvent::Video { payload, .. } => {
+                    if let Some(n) = frame_sequence(&payload) {
+                        received.push(format!("v{n}"));
+                    }
+                }
+                ClientEvent::Audio { payload, .. } if payload.len() == 6 && payload[1] == 1 => {
+                    let n = u32::from_be_bytes([payload[2], payload[3], payload[4], payload[5]]);
+                    received.push(format!("a{n}"));
+                    last_audio_at = Some(Instant::now());
+                }
+                _ => {}
+            }
+        }
+    })
+    .await;
+    let (sent, leaving_at) = publisher.await.expect("publisher");
+    assert_eq!(received, sent, "every frame, in publish order");
+    let last_audio_at = last_audio_at.expect("audio arrived");
+    assert!(
+        last_audio_at < leaving_at,
+        "the audio sent after the last video frame waited for the publisher to leave"
+    );
+    server.assert_healthy();
+}
