@@ -311,9 +311,10 @@ fn numbered_audio_frame(sequence: u32) -> bytes::Bytes {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audio_held_for_video_keeps_publish_order_and_is_not_stuck_when_video_stops() {
     // Audio of a stream with video waits for the next video frame (at most audio_hold_ms, 50 by
-    // default): the player must still get every frame in the order it was published, and the
-    // audio sent after the last video frame must arrive while the publisher is still there.
-    let mut server = TestServer::start(&["livestreams"], "");
+    // default; held from one player on here): the player must still get every frame in the
+    // order it was published, and the audio sent after the last video frame must arrive while
+    // the publisher is still there.
+    let mut server = TestServer::start(&["livestreams"], "[hub]\naudio_hold_min_players = 1\n");
     let mut player = connect(&server, "livestreams").await.expect("connect");
     player.play("av").await.expect("play before the publisher");
 

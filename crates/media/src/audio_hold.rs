@@ -9,8 +9,9 @@
 //! each audio frame together with the next video frame halves the writes per
 //! player. The price is at most the hold (50 ms by default) of added audio
 //! latency, and in practice less than one video frame interval. Streams with
-//! no video are never held; metadata, data and sequence headers wake at once
-//! and take held audio with them.
+//! no video, or with fewer subscribers than
+//! [`crate::HubConfig::audio_hold_min_subscribers`], are never held; metadata,
+//! data and sequence headers wake at once and take held audio with them.
 //!
 //! The bound is kept by one small task per publisher ([`release_held_audio`]),
 //! armed when a hold starts: it wakes the players if the audio is still held

@@ -19,6 +19,8 @@ pub const DEFAULT_GOP_CACHE_MAX_BYTES: usize = 8 * 1024 * 1024;
 pub const DEFAULT_PUBLISHER_TAKEOVER_AFTER: Duration = Duration::from_secs(2);
 /// Default bound on how long audio waits to leave with the next video frame.
 pub const DEFAULT_AUDIO_HOLD: Duration = Duration::from_millis(50);
+/// Default audience from which audio is held (below it, about 2 % of a core is at stake).
+pub const DEFAULT_AUDIO_HOLD_MIN_SUBSCRIBERS: usize = 100;
 
 /// Tuning of a [`StreamHub`].
 #[derive(Clone, Debug)]
@@ -37,6 +39,9 @@ pub struct HubConfig {
     /// video frame before its players are woken (see the crate docs, "Fewer
     /// wake-ups"). Zero wakes the players on every frame.
     pub audio_hold: Duration,
+    /// Audio is held only while a stream has at least this many subscribers: a small
+    /// audience gains little CPU from it, so its audio is not delayed.
+    pub audio_hold_min_subscribers: usize,
 }
 
 impl Default for HubConfig {
@@ -46,6 +51,7 @@ impl Default for HubConfig {
             gop_cache_max_bytes: DEFAULT_GOP_CACHE_MAX_BYTES,
             publisher_takeover_after: DEFAULT_PUBLISHER_TAKEOVER_AFTER,
             audio_hold: DEFAULT_AUDIO_HOLD,
+            audio_hold_min_subscribers: DEFAULT_AUDIO_HOLD_MIN_SUBSCRIBERS,
         }
     }
 }

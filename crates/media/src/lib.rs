@@ -56,7 +56,9 @@
 //! pushed without waking the players: it leaves with the next video frame,
 //! in the same write, or after [`HubConfig::audio_hold`] at the latest. This
 //! halves the writes per player for a usual stream (about 43 audio and 30
-//! video frames a second) for at most the hold of added audio latency.
+//! video frames a second) for at most the hold of added audio latency. Only
+//! streams with a large audience ([`HubConfig::audio_hold_min_subscribers`])
+//! hold: for a few players the saving is small and the latency is not.
 //!
 //! **Publishers.** One per name. A second one is refused with
 //! [`PublishError::AlreadyPublishing`] unless the current one has been silent

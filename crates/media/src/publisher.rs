@@ -91,16 +91,18 @@ impl Publisher {
     /// Sends one frame: updates the caches, then one push into the shared
     /// ring. O(1) in the number of subscribers apart from waking them; never
     /// waits for a subscriber. Ignored once replaced. An audio frame of a
-    /// stream with video may wait for the next video frame before the
-    /// players are woken ([`crate::HubConfig::audio_hold`]).
+    /// stream with video and a large audience may wait for the next video
+    /// frame before the players are woken ([`crate::HubConfig::audio_hold`]).
     pub fn send(&self, frame: MediaFrame) {
         let hold = {
             let mut state = self.entry.write();
             if !state.is_owned_by(self.session) {
                 return;
             }
-            let holdable =
-                frame.kind == FrameKind::Audio && !frame.sequence_header && state.has_video();
+            let holdable = frame.kind == FrameKind::Audio
+                && !frame.sequence_header
+                && state.has_video()
+                && state.subscribers >= self.hub.config().audio_hold_min_subscribers;
             state.accept_frame(frame);
             if holdable {
                 self.audio_hold.as_ref()

@@ -647,6 +647,7 @@ fn parked_player(
 fn hub_with_audio_hold(audio_hold: Duration) -> StreamHub {
     StreamHub::new(HubConfig {
         audio_hold,
+        audio_hold_min_subscribers: 1,
         ..HubConfig::default()
     })
 }
@@ -740,4 +741,42 @@ async fn a_zero_hold_wakes_players_on_every_frame() {
     publisher.send(aac_frame(10));
     tokio::time::sleep(Duration::from_millis(1)).await;
     assert!(player.is_finished(), "audio was held with a zero hold");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_small_audience_gets_its_audio_at_once() {
+    let hub = StreamHub::new(HubConfig {
+        audio_hold: Duration::from_secs(10),
+        audio_hold_min_subscribers: 2,
+        ..HubConfig::default()
+    });
+    let publisher = hub.publish("live", 1).expect("publish");
+    publisher.send(avc_sequence_header(1));
+    publisher.send(keyframe(0));
+    let mut subscription = hub.subscribe("live");
+    drain(&mut subscription);
+    let player = parked_player(subscription);
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    publisher.send(aac_frame(10));
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert!(
+        player.is_finished(),
+        "one subscriber of two needed: audio was held"
+    );
+    let (subscription, _) = player.await.expect("player task");
+
+    // A second subscriber makes the audience large enough: audio waits for video.
+    let mut second = hub.subscribe("live");
+    drain(&mut second);
+    let player = parked_player(subscription);
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    publisher.send(aac_frame(30));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        !player.is_finished(),
+        "two subscribers: audio should be held"
+    );
+    publisher.send(inter_frame(40));
+    let (_, event) = player.await.expect("player task");
+    assert_eq!(label(&event), "audio@30");
 }

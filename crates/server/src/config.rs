@@ -24,6 +24,7 @@
 //! gop_cache_max_bytes = 8388608
 //! publisher_takeover_after_ms = 2000
 //! audio_hold_ms = 50
+//! audio_hold_min_players = 100
 //! ```
 
 use clap::Parser;
@@ -108,6 +109,8 @@ pub struct HubSettings {
     pub publisher_takeover_after_ms: u64,
     /// Longest an audio frame waits to leave with the next video frame, in ms (0: never).
     pub audio_hold_ms: u64,
+    /// Audio is held only for streams with at least this many players.
+    pub audio_hold_min_players: usize,
 }
 
 impl Default for HubSettings {
@@ -118,6 +121,7 @@ impl Default for HubSettings {
             gop_cache_max_bytes: defaults.gop_cache_max_bytes,
             publisher_takeover_after_ms: defaults.publisher_takeover_after.as_millis() as u64,
             audio_hold_ms: defaults.audio_hold.as_millis() as u64,
+            audio_hold_min_players: defaults.audio_hold_min_subscribers,
         }
     }
 }
@@ -130,6 +134,7 @@ impl HubSettings {
             gop_cache_max_bytes: self.gop_cache_max_bytes,
             publisher_takeover_after: Duration::from_millis(self.publisher_takeover_after_ms),
             audio_hold: Duration::from_millis(self.audio_hold_ms),
+            audio_hold_min_subscribers: self.audio_hold_min_players,
         }
     }
 }
