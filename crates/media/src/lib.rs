@@ -86,7 +86,8 @@ mod tests;
 pub use frame::{FrameKind, MediaFrame};
 pub use hub::{
     HubConfig, PublishError, StreamHub, StreamStats, DEFAULT_AUDIO_HOLD,
-    DEFAULT_GOP_CACHE_MAX_BYTES, DEFAULT_PUBLISHER_TAKEOVER_AFTER, DEFAULT_RING_CAPACITY,
+    DEFAULT_AUDIO_HOLD_MIN_SUBSCRIBERS, DEFAULT_GOP_CACHE_MAX_BYTES,
+    DEFAULT_PUBLISHER_TAKEOVER_AFTER, DEFAULT_RING_CAPACITY,
 };
 pub use publisher::Publisher;
 pub use subscription::{Subscription, SubscriptionEvent};

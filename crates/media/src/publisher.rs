@@ -28,7 +28,7 @@ pub struct Publisher {
 
 /// The hold state and the task that bounds it.
 struct HeldAudio {
-    hold: Arc<AudioHold>,
+    state: Arc<AudioHold>,
     release_task: tokio::task::JoinHandle<()>,
 }
 
@@ -42,13 +42,16 @@ impl Publisher {
         let after = hub.config().audio_hold;
         let audio_hold = match tokio::runtime::Handle::try_current() {
             Ok(runtime) if !after.is_zero() => {
-                let hold = Arc::new(AudioHold::default());
+                let state = Arc::new(AudioHold::default());
                 let release_task = runtime.spawn(release_held_audio(
-                    Arc::clone(&hold),
+                    Arc::clone(&state),
                     Arc::clone(&entry),
                     after,
                 ));
-                Some(HeldAudio { hold, release_task })
+                Some(HeldAudio {
+                    state,
+                    release_task,
+                })
             }
             _ => None,
         };
@@ -64,7 +67,7 @@ impl Publisher {
     /// Wakes the players, taking any held audio with this wake-up.
     fn wake_subscribers(&self) {
         if let Some(held) = &self.audio_hold {
-            held.hold.release();
+            held.state.release();
         }
         self.entry.wake_subscribers();
     }
@@ -111,7 +114,7 @@ impl Publisher {
             }
         };
         match hold {
-            Some(held) => held.hold.hold(),
+            Some(held) => held.state.hold(),
             None => self.wake_subscribers(),
         }
     }
