@@ -634,14 +634,27 @@ async fn live_stream_names_are_sorted_and_stats_count_frames() {
     assert_eq!(hub.live_stream_names(), ["alpha"]);
 }
 
-/// A player task parked in `recv()`: yields the first event it is woken with.
-fn parked_player(
-    mut subscription: Subscription,
-) -> tokio::task::JoinHandle<(Subscription, SubscriptionEvent)> {
-    tokio::spawn(async move {
+type ParkedPlayer = tokio::task::JoinHandle<(Subscription, SubscriptionEvent)>;
+
+/// A player task parked in `recv()` (given a moment to get there): yields the first event it
+/// is woken with.
+async fn park(mut subscription: Subscription) -> ParkedPlayer {
+    let player = tokio::spawn(async move {
         let event = subscription.recv().await;
         (subscription, event)
-    })
+    });
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    player
+}
+
+/// A publisher of "live" that has sent video, and one player parked waiting for more.
+async fn video_stream_with_a_parked_player(hub: &StreamHub) -> (crate::Publisher, ParkedPlayer) {
+    let publisher = hub.publish("live", 1).expect("publish");
+    publisher.send(avc_sequence_header(1));
+    publisher.send(keyframe(0));
+    let mut subscription = hub.subscribe("live");
+    drain(&mut subscription);
+    (publisher, park(subscription).await)
 }
 
 fn hub_with_audio_hold(audio_hold: Duration) -> StreamHub {
@@ -655,13 +668,7 @@ fn hub_with_audio_hold(audio_hold: Duration) -> StreamHub {
 #[tokio::test(start_paused = true)]
 async fn audio_of_a_stream_with_video_leaves_with_the_next_video_frame() {
     let hub = hub_with_audio_hold(Duration::from_secs(10));
-    let publisher = hub.publish("live", 1).expect("publish");
-    publisher.send(avc_sequence_header(1));
-    publisher.send(keyframe(0));
-    let mut subscription = hub.subscribe("live");
-    drain(&mut subscription);
-    let player = parked_player(subscription);
-    tokio::time::sleep(Duration::from_millis(1)).await;
+    let (publisher, player) = video_stream_with_a_parked_player(&hub).await;
 
     publisher.send(aac_frame(10));
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -677,13 +684,7 @@ async fn audio_of_a_stream_with_video_leaves_with_the_next_video_frame() {
 #[tokio::test(start_paused = true)]
 async fn held_audio_is_released_when_the_hold_runs_out() {
     let hub = hub_with_audio_hold(Duration::from_millis(50));
-    let publisher = hub.publish("live", 1).expect("publish");
-    publisher.send(avc_sequence_header(1));
-    publisher.send(keyframe(0));
-    let mut subscription = hub.subscribe("live");
-    drain(&mut subscription);
-    let player = parked_player(subscription);
-    tokio::time::sleep(Duration::from_millis(1)).await;
+    let (publisher, player) = video_stream_with_a_parked_player(&hub).await;
 
     publisher.send(aac_frame(10));
     tokio::time::sleep(Duration::from_millis(40)).await;
@@ -701,8 +702,7 @@ async fn audio_only_streams_and_metadata_are_never_held() {
     publisher.send(aac_sequence_header());
     let mut subscription = hub.subscribe("radio");
     drain(&mut subscription);
-    let player = parked_player(subscription);
-    tokio::time::sleep(Duration::from_millis(1)).await;
+    let player = park(subscription).await;
     publisher.send(aac_frame(23));
     tokio::time::sleep(Duration::from_millis(1)).await;
     assert!(
@@ -716,8 +716,7 @@ async fn audio_only_streams_and_metadata_are_never_held() {
     publisher.send(keyframe(40));
     let mut subscription = subscription;
     drain(&mut subscription);
-    let player = parked_player(subscription);
-    tokio::time::sleep(Duration::from_millis(1)).await;
+    let player = park(subscription).await;
     publisher.send(aac_frame(46));
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(!player.is_finished());
@@ -731,13 +730,7 @@ async fn audio_only_streams_and_metadata_are_never_held() {
 #[tokio::test(start_paused = true)]
 async fn a_zero_hold_wakes_players_on_every_frame() {
     let hub = hub_with_audio_hold(Duration::ZERO);
-    let publisher = hub.publish("live", 1).expect("publish");
-    publisher.send(avc_sequence_header(1));
-    publisher.send(keyframe(0));
-    let mut subscription = hub.subscribe("live");
-    drain(&mut subscription);
-    let player = parked_player(subscription);
-    tokio::time::sleep(Duration::from_millis(1)).await;
+    let (publisher, player) = video_stream_with_a_parked_player(&hub).await;
     publisher.send(aac_frame(10));
     tokio::time::sleep(Duration::from_millis(1)).await;
     assert!(player.is_finished(), "audio was held with a zero hold");
@@ -750,13 +743,7 @@ async fn a_small_audience_gets_its_audio_at_once() {
         audio_hold_min_subscribers: 2,
         ..HubConfig::default()
     });
-    let publisher = hub.publish("live", 1).expect("publish");
-    publisher.send(avc_sequence_header(1));
-    publisher.send(keyframe(0));
-    let mut subscription = hub.subscribe("live");
-    drain(&mut subscription);
-    let player = parked_player(subscription);
-    tokio::time::sleep(Duration::from_millis(1)).await;
+    let (publisher, player) = video_stream_with_a_parked_player(&hub).await;
     publisher.send(aac_frame(10));
     tokio::time::sleep(Duration::from_millis(1)).await;
     assert!(
@@ -768,8 +755,7 @@ async fn a_small_audience_gets_its_audio_at_once() {
     // A second subscriber makes the audience large enough: audio waits for video.
     let mut second = hub.subscribe("live");
     drain(&mut second);
-    let player = parked_player(subscription);
-    tokio::time::sleep(Duration::from_millis(1)).await;
+    let player = park(subscription).await;
     publisher.send(aac_frame(30));
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(
