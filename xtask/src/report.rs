@@ -787,7 +787,7 @@ pub fn pct(value: Option<f64>) -> String {
     }
 }
 
-fn pair(a: Option<f64>, b: Option<f64>, decimals: usize) -> String {
+pub(crate) fn pair(a: Option<f64>, b: Option<f64>, decimals: usize) -> String {
     format!("{} / {}", fmt_opt(a, decimals), fmt_opt(b, decimals))
 }
 

@@ -108,11 +108,7 @@ pub fn print(report: &ScaleReport) {
                 run.server_cpu_pct,
                 run.server_rss_peak_mb,
                 run.client_cpu_pct,
-                format!(
-                    "{} / {}",
-                    crate::report::fmt_opt(run.lag_over_min_ms.p50, 0),
-                    crate::report::fmt_opt(run.lag_over_min_ms.p99, 0)
-                ),
+                crate::report::pair(run.lag_over_min_ms.p50, run.lag_over_min_ms.p99, 0),
                 if run.client_saturated {
                     "  load client saturated"
                 } else {
