@@ -317,49 +317,26 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     // (table, notes, JSON) instead of losing what was already measured.
     if parts.contains(&Part::Relay) {
         let mut relay = RelayReport::new(relay_seconds);
-        for &kind in &servers {
-            match bench_relay(kind, &context) {
-                Ok(server) => relay.servers.push(server),
-                Err(error) => {
-                    let text = format!("relay hop for {} failed: {error:#}", kind.label());
-                    eprintln!("{text}");
-                    measured.failures.push(text);
-                }
-            }
-        }
+        relay.servers = each_server(&servers, "relay hop", &mut measured.failures, |kind| {
+            bench_relay(kind, &context)
+        });
         measured.relay = Some(relay);
     }
     if parts.contains(&Part::Idle) {
         let mut idle = IdleReport::new(args.idle_connections);
-        for &kind in &servers {
-            match bench_idle_memory(kind, &context) {
-                Ok(result) => idle.servers.push(IdleServer::new(kind.label(), result)),
-                Err(error) => {
-                    let text = format!("idle memory for {} failed: {error:#}", kind.label());
-                    eprintln!("{text}");
-                    measured.failures.push(text);
-                }
-            }
-        }
+        idle.servers = each_server(&servers, "idle memory", &mut measured.failures, |kind| {
+            bench_idle_memory(kind, &context).map(|result| IdleServer::new(kind.label(), result))
+        });
         measured.idle_memory = Some(idle);
     }
     if parts.contains(&Part::Scale) {
-        let mut scale = ScaleReport {
+        measured.scale = Some(ScaleReport {
             steps: context.scale_steps.clone(),
             seconds: context.scale_seconds,
-            servers: Vec::new(),
-        };
-        for &kind in &servers {
-            match bench_scale(kind, &context) {
-                Ok(server) => scale.servers.push(server),
-                Err(error) => {
-                    let text = format!("scale climb for {} failed: {error:#}", kind.label());
-                    eprintln!("{text}");
-                    measured.failures.push(text);
-                }
-            }
-        }
-        measured.scale = Some(scale);
+            servers: each_server(&servers, "scale climb", &mut measured.failures, |kind| {
+                bench_scale(kind, &context)
+            }),
+        });
     }
 
     let core = parts.contains(&Part::Core);
@@ -380,6 +357,28 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         .with_context(|| format!("writing {}", svg.display()))?;
     println!("\nwrote {} and {}", json.display(), svg.display());
     Ok(())
+}
+
+/// Runs one part for each server; a server's failure becomes a line in `failures` (and the
+/// report) instead of ending the run.
+fn each_server<T>(
+    servers: &[ServerKind],
+    part: &str,
+    failures: &mut Vec<String>,
+    mut run: impl FnMut(ServerKind) -> Result<T>,
+) -> Vec<T> {
+    let mut results = Vec::new();
+    for &kind in servers {
+        match run(kind) {
+            Ok(result) => results.push(result),
+            Err(error) => {
+                let text = format!("{part} for {} failed: {error:#}", kind.label());
+                eprintln!("{text}");
+                failures.push(text);
+            }
+        }
+    }
+    results
 }
 
 /// Makes the 30 s CBR test clip when it is missing.
