@@ -148,6 +148,8 @@ struct NetConnectionTask {
     creating: HashMap<u64, Creation>,
     /// Our call transactions → script responder ids.
     calls: HashMap<u64, u64>,
+    /// Kept between wake-ups: the stream ids to gather from, without allocating per frame.
+    source_ids: Vec<u64>,
 }
 
 enum Creation {
@@ -208,6 +210,7 @@ pub async fn run_net_connection(
         instance: instance.clone(),
         client,
         streams: HashMap::new(),
+        source_ids: Vec::new(),
         pulls: Vec::new(),
         creating: HashMap::new(),
         calls: HashMap::new(),
@@ -245,8 +248,10 @@ impl NetConnectionTask {
                 Input::Source(ns_id, event) => {
                     self.on_source(ns_id, event);
                     // Send whatever else the sources have ready in the same write.
-                    let ids: Vec<u64> = self.streams.keys().copied().collect();
-                    for id in ids {
+                    let mut ids = std::mem::take(&mut self.source_ids);
+                    ids.clear();
+                    ids.extend(self.streams.keys().copied());
+                    for &id in &ids {
                         while let Some(event) = self
                             .streams
                             .get_mut(&id)
@@ -256,6 +261,7 @@ impl NetConnectionTask {
                             self.on_source(id, event);
                         }
                     }
+                    self.source_ids = ids;
                     Ok(())
                 }
             };
@@ -271,6 +277,19 @@ impl NetConnectionTask {
     }
 
     async fn next_input(&mut self, commands: &mut mpsc::UnboundedReceiver<RelayCommand>) -> Input {
+        // Almost every NetConnection carries one stream: wait without allocating per frame.
+        if self.streams.len() == 1 {
+            if let Some((&id, stream)) = self.streams.iter_mut().next() {
+                if let Some(subscription) = stream.subscription.as_mut() {
+                    return tokio::select! {
+                        biased;
+                        command = commands.recv() => Input::Command(command),
+                        event = self.client.next_event() => Input::Remote(event),
+                        event = subscription.recv() => Input::Source(id, event),
+                    };
+                }
+            }
+        }
         type SourceFuture<'a> = Pin<Box<dyn Future<Output = (u64, SubscriptionEvent)> + Send + 'a>>;
         let mut sources: Vec<SourceFuture<'_>> = self
             .streams
