@@ -319,7 +319,12 @@ fn retire(players: &mut Vec<Player>, stream_id: u32, stats: &mut WriterStats) {
     });
 }
 
-/// Writes the whole batch; each write call must make progress within `stall_timeout`.
+/// Segments handed to one `writev` (IOV_MAX is 1024; a batch rarely has more than a few).
+const MAX_IOVECS: usize = 64;
+
+/// Writes the whole batch; the socket must take something within `stall_timeout` whenever it
+/// is full. Tries the write first (the common case: the socket has room), and waits for room
+/// only when it has none, so a frame costs no allocation and no timer.
 async fn write_all(
     socket: &mut OwnedWriteHalf,
     batch: &mut WriteBatch,
@@ -328,25 +333,30 @@ async fn write_all(
 ) -> std::io::Result<()> {
     while !batch.is_empty() {
         let segments = batch.segments();
-        // IOV_MAX is 1024 on Linux.
-        let slices: Vec<IoSlice<'_>> = segments
-            .iter()
-            .take(1024)
-            .map(|s| IoSlice::new(s))
-            .collect();
-        let written =
-            match tokio::time::timeout(stall_timeout, socket.write_vectored(&slices)).await {
-                Ok(result) => result?,
-                Err(_) => {
+        let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+        let count = segments.len().min(MAX_IOVECS);
+        for (slice, segment) in slices.iter_mut().zip(segments) {
+            *slice = IoSlice::new(segment);
+        }
+        let written = match socket.try_write_vectored(&slices[..count]) {
+            Ok(written) => written,
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                if tokio::time::timeout(stall_timeout, socket.writable())
+                    .await
+                    .is_err()
+                {
                     return Err(std::io::Error::new(
                         std::io::ErrorKind::TimedOut,
                         format!(
                             "client read nothing for {} s (write_stall_timeout_secs)",
                             stall_timeout.as_secs()
                         ),
-                    ))
+                    ));
                 }
-            };
+                continue;
+            }
+            Err(error) => return Err(error),
+        };
         if written == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
