@@ -332,13 +332,18 @@ async fn write_all(
     stats: &mut WriterStats,
 ) -> std::io::Result<()> {
     while !batch.is_empty() {
-        let segments = batch.segments();
-        let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-        let count = segments.len().min(MAX_IOVECS);
-        for (slice, segment) in slices.iter_mut().zip(segments) {
-            *slice = IoSlice::new(segment);
-        }
-        let written = match socket.try_write_vectored(&slices[..count]) {
+        // In a block of its own: the array must not live across the wait below, or every
+        // writer's future would carry it (1 KiB per connection).
+        let attempt = {
+            let segments = batch.segments();
+            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+            let count = segments.len().min(MAX_IOVECS);
+            for (slice, segment) in slices.iter_mut().zip(segments) {
+                *slice = IoSlice::new(segment);
+            }
+            socket.try_write_vectored(&slices[..count])
+        };
+        let written = match attempt {
             Ok(written) => written,
             Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
                 if tokio::time::timeout(stall_timeout, socket.writable())
