@@ -355,10 +355,8 @@ struct SubStats {
     first_keyframe_ms: Option<f64>,
     last_video: Option<Instant>,
     bytes: u64,
-    /// (ms since the window's start, lag ms) per audio and video frame in the window.
-    lags: Vec<(f64, f64)>,
-    /// Whether each entry of `lags` is an audio frame.
-    lag_is_audio: Vec<bool>,
+    /// One per audio and video frame in the window.
+    lags: Vec<LagSample>,
     min_lag: Option<f64>,
 }
 
@@ -466,6 +464,16 @@ async fn play_and_count(
     Ok(())
 }
 
+/// The lag of one frame a player received in the window.
+#[derive(Debug, Clone, Copy)]
+struct LagSample {
+    /// Received this long after the window's start, ms.
+    at_ms: f64,
+    /// Lag, ms (see [`record_lag`]).
+    lag_ms: f64,
+    audio: bool,
+}
+
 /// Records the lag of a frame with `timestamp` received at `now`, against the player's first
 /// video frame `anchor` (wall clock, timestamp).
 fn record_lag(
@@ -481,8 +489,11 @@ fn record_lag(
     stats.min_lag = Some(stats.min_lag.map_or(lag, |m: f64| m.min(lag)));
     if now >= window.start && now < window.end {
         let at = now.duration_since(window.start).as_secs_f64() * 1000.0;
-        stats.lags.push((at, lag));
-        stats.lag_is_audio.push(audio);
+        stats.lags.push(LagSample {
+            at_ms: at,
+            lag_ms: lag,
+            audio,
+        });
     }
 }
 
@@ -500,17 +511,22 @@ fn kept_up(stats: &SubStats, window: &Window) -> bool {
     let mut early: Vec<f64> = stats
         .lags
         .iter()
-        .filter(|(at, _)| *at < recent_ms)
-        .map(|(_, lag)| *lag)
+        .filter(|sample| sample.at_ms < recent_ms)
+        .map(|sample| sample.lag_ms)
         .collect();
     if early.is_empty() {
-        early = stats.lags.iter().take(30).map(|(_, lag)| *lag).collect();
+        early = stats
+            .lags
+            .iter()
+            .take(30)
+            .map(|sample| sample.lag_ms)
+            .collect();
     }
     let mut late: Vec<f64> = stats
         .lags
         .iter()
-        .filter(|(at, _)| *at >= window_ms - recent_ms)
-        .map(|(_, lag)| *lag)
+        .filter(|sample| sample.at_ms >= window_ms - recent_ms)
+        .map(|sample| sample.lag_ms)
         .collect();
     match (median(&mut early), median(&mut late)) {
         (Some(early), Some(late)) => late - early <= LAG_GROWTH_MS,
@@ -622,18 +638,16 @@ async fn load(args: LoadArgs) -> Result<LoadResult> {
         key.extend(stats.first_keyframe_ms);
         let min = stats.min_lag.unwrap_or(0.0);
         let (mut player_audio, mut player_video) = (vec![], vec![]);
-        for ((_, lag), audio) in stats.lags.iter().zip(&stats.lag_is_audio) {
-            if *audio {
-                player_audio.push(*lag);
+        for sample in &stats.lags {
+            let (lag, over) = (sample.lag_ms, sample.lag_ms - min);
+            lags.push(lag);
+            over_min.push(over);
+            if sample.audio {
+                player_audio.push(lag);
+                audio_over_min.push(over);
             } else {
-                player_video.push(*lag);
-            }
-            lags.push(*lag);
-            over_min.push(lag - min);
-            if *audio {
-                audio_over_min.push(lag - min);
-            } else {
-                video_over_min.push(lag - min);
+                player_video.push(lag);
+                video_over_min.push(over);
             }
         }
         if let (Some(a), Some(v)) = (median(&mut player_audio), median(&mut player_video)) {
