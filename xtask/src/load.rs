@@ -10,6 +10,7 @@ use anyhow::{bail, Context, Result};
 use ascend_client::{RtmpClient, RtmpUrl};
 use ascend_rtmp::ClientEvent;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::time::Duration;
 use tokio::time::{sleep_until, timeout, timeout_at, Instant};
 
@@ -163,8 +164,8 @@ pub struct LoadResult {
     pub first_frame_ms: Quantiles,
     /// Time from the play request to the first video keyframe, ms.
     pub first_keyframe_ms: Quantiles,
-    /// (wall clock since the first frame) − (timestamp − first timestamp), every video frame
-    /// in the window of every player, ms.
+    /// (wall clock since the first video frame) − (timestamp − its timestamp), every audio and
+    /// video frame in the window of every player, ms.
     pub lag_ms: Quantiles,
     /// The same lag less each player's smallest lag (delay beyond its best frame), ms.
     pub lag_over_min_ms: Quantiles,
@@ -175,6 +176,17 @@ pub struct LoadResult {
     /// Audio lag less video lag, per player, medians (how late a server sends audio next to
     /// video), ms.
     pub audio_minus_video_lag_ms: Quantiles,
+    /// Fan-out spread of video frames: when a player got a frame less when the first player got
+    /// it, over every player and frame, ms. Separates the server's fan-out (and this client's
+    /// reading) from what comes before it (the publisher, the server's intake).
+    pub video_fanout_spread_ms: Quantiles,
+    /// The same for audio frames.
+    pub audio_fanout_spread_ms: Quantiles,
+    /// Lag of each video frame's first arrival at any player, less the smallest such lag, ms:
+    /// the publisher's own jitter plus the server's delay before its fan-out starts.
+    pub video_first_arrival_lag_ms: Quantiles,
+    /// The same for audio frames.
+    pub audio_first_arrival_lag_ms: Quantiles,
     /// Server CPU % over the window (100 = one core).
     pub server_cpu_pct: f64,
     /// Largest VmRSS sampled from the first connect to the window's end, MB.
@@ -472,6 +484,8 @@ struct LagSample {
     /// Lag, ms (see [`record_lag`]).
     lag_ms: f64,
     audio: bool,
+    /// The frame's RTMP timestamp (with `audio`, it names the frame across players).
+    timestamp: u32,
 }
 
 /// Records the lag of a frame with `timestamp` received at `now`, against the player's first
@@ -493,6 +507,7 @@ fn record_lag(
             at_ms: at,
             lag_ms: lag,
             audio,
+            timestamp,
         });
     }
 }
@@ -668,7 +683,69 @@ async fn load(args: LoadArgs) -> Result<LoadResult> {
     result.video_lag_over_min_ms = Quantiles::of(video_over_min);
     result.audio_lag_over_min_ms = Quantiles::of(audio_over_min);
     result.audio_minus_video_lag_ms = Quantiles::of(audio_minus_video);
+    let fanout = FanoutFigures::of(&all);
+    result.video_fanout_spread_ms = fanout.video_spread;
+    result.audio_fanout_spread_ms = fanout.audio_spread;
+    result.video_first_arrival_lag_ms = fanout.video_first_arrival;
+    result.audio_first_arrival_lag_ms = fanout.audio_first_arrival;
     Ok(result)
+}
+
+/// What the per-frame view of every player's samples shows: how long one frame takes to reach
+/// every player (spread), and when it first reaches any (first arrival).
+#[derive(Default)]
+struct FanoutFigures {
+    video_spread: Quantiles,
+    audio_spread: Quantiles,
+    video_first_arrival: Quantiles,
+    audio_first_arrival: Quantiles,
+}
+
+impl FanoutFigures {
+    /// A frame is named by its kind and RTMP timestamp. Frames fewer than half the players got
+    /// in the window (the window's edges, or a server that rewrites timestamps per player) are
+    /// left out; with no frame left, every figure stays empty.
+    fn of(players: &[SubStats]) -> Self {
+        // (audio, timestamp) -> (earliest arrival in the window ms, players that got it)
+        let mut frames: HashMap<(bool, u32), (f64, usize)> = HashMap::new();
+        for sample in players.iter().flat_map(|stats| &stats.lags) {
+            let entry = frames
+                .entry((sample.audio, sample.timestamp))
+                .or_insert((f64::INFINITY, 0));
+            entry.0 = entry.0.min(sample.at_ms);
+            entry.1 += 1;
+        }
+        let enough = players.len().div_ceil(2).max(1);
+        frames.retain(|_, (_, count)| *count >= enough);
+        let mut figures = FanoutFigures::default();
+        for audio in [false, true] {
+            let spread: Vec<f64> = players
+                .iter()
+                .flat_map(|stats| &stats.lags)
+                .filter(|sample| sample.audio == audio)
+                .filter_map(|sample| {
+                    let (first, _) = frames.get(&(audio, sample.timestamp))?;
+                    Some(sample.at_ms - first)
+                })
+                .collect();
+            // First arrival against the timestamp, on one clock for the whole stream.
+            let offsets: Vec<f64> = frames
+                .iter()
+                .filter(|((kind, _), _)| *kind == audio)
+                .map(|((_, timestamp), (first, _))| first - f64::from(*timestamp))
+                .collect();
+            let smallest = offsets.iter().copied().fold(f64::INFINITY, f64::min);
+            let first_arrival = offsets.iter().map(|offset| offset - smallest).collect();
+            if audio {
+                figures.audio_spread = Quantiles::of(spread);
+                figures.audio_first_arrival = Quantiles::of(first_arrival);
+            } else {
+                figures.video_spread = Quantiles::of(spread);
+                figures.video_first_arrival = Quantiles::of(first_arrival);
+            }
+        }
+        figures
+    }
 }
 
 /// One full setup: TCP connect → handshake → connect → createStream → play → Play.Start.
@@ -946,7 +1023,65 @@ pub async fn wait_live(port: u16, app: &str, stream: &str, limit: Duration) -> R
 
 #[cfg(test)]
 mod tests {
-    use super::{percentile, picture, Quantiles};
+    use super::{percentile, picture, FanoutFigures, LagSample, Quantiles, SubStats};
+
+    /// A player that got each `(audio, timestamp)` frame at `at_ms`.
+    fn player(frames: &[(bool, u32, f64)]) -> SubStats {
+        SubStats {
+            lags: frames
+                .iter()
+                .map(|&(audio, timestamp, at_ms)| LagSample {
+                    at_ms,
+                    lag_ms: 0.0,
+                    audio,
+                    timestamp,
+                })
+                .collect(),
+            ..SubStats::default()
+        }
+    }
+
+    #[test]
+    fn fanout_figures_split_the_spread_from_the_first_arrival() {
+        let players = [
+            // Video 0 on time for the first player, 40 ten ms late; audio 20.
+            player(&[(false, 0, 100.0), (true, 20, 130.0), (false, 40, 150.0)]),
+            // The second gets everything 6 ms after the first, plus a frame no other player got
+            // (one of three: left out).
+            player(&[
+                (false, 0, 106.0),
+                (true, 20, 136.0),
+                (false, 40, 156.0),
+                (false, 80, 190.0),
+            ]),
+            player(&[(false, 0, 103.0), (true, 20, 133.0), (false, 40, 153.0)]),
+        ];
+        let figures = FanoutFigures::of(&players);
+        assert_eq!(
+            figures.video_spread.count, 6,
+            "the lonely frame is left out"
+        );
+        assert_eq!(figures.video_spread.p50, Some(3.0));
+        assert_eq!(figures.video_spread.p99, Some(6.0));
+        assert_eq!(figures.audio_spread.p99, Some(6.0));
+        // Video 40 first arrived 10 ms later than video 0 did, against their timestamps.
+        assert_eq!(figures.video_first_arrival.count, 2);
+        assert_eq!(figures.video_first_arrival.p50, Some(0.0));
+        assert_eq!(figures.video_first_arrival.p99, Some(10.0));
+        assert_eq!(figures.audio_first_arrival.count, 1);
+
+        let lonely = [
+            player(&[(false, 0, 100.0)]),
+            player(&[(false, 40, 140.0)]),
+            player(&[(false, 80, 180.0)]),
+        ];
+        let figures = FanoutFigures::of(&lonely);
+        assert_eq!(
+            figures.video_spread.count, 0,
+            "no frame reached two of three players"
+        );
+        assert_eq!(figures.video_first_arrival.p50, None);
+    }
 
     #[test]
     fn percentiles_are_nearest_rank() {

@@ -636,6 +636,13 @@ impl Report {
                  lag_over_min_ms, each player's lag less its smallest"
                     .to_string(),
             );
+            notes.push(
+                "spread = when a player got a frame less when the first player got it (the \
+                 fan-out, and this client reading 1000 sockets); *_first_arrival_lag_ms in the \
+                 JSON is the rest: the publisher's own jitter and the server's delay before its \
+                 fan-out starts"
+                    .to_string(),
+            );
         }
         let nginx_slow_setup = self.server("nginx-rtmp").is_some_and(|s| {
             s.setup
@@ -824,7 +831,7 @@ pub fn print(report: &Report) {
 fn print_core(report: &Report) {
     println!();
     println!(
-        "{:<11} {:>5} {:>7} {:>8} {:>8} {:>11} {:>17} {:>15} {:>15} {:>15} {:>9}",
+        "{:<11} {:>5} {:>7} {:>8} {:>8} {:>11} {:>17} {:>15} {:>15} {:>15} {:>17} {:>9}",
         "server",
         "N",
         "CPU %",
@@ -835,12 +842,13 @@ fn print_core(report: &Report) {
         "key p50/p99 ms",
         "lag+ p50/p99 ms",
         "p99 video/audio",
+        "spread video/audio",
         "client %"
     );
     for server in &report.servers {
         for run in &server.runs {
             println!(
-                "{:<11} {:>5} {:>7.1} {:>8.1} {:>8.1} {:>11} {:>17} {:>15} {:>15} {:>15} {:>8.0}{}",
+                "{:<11} {:>5} {:>7.1} {:>8.1} {:>8.1} {:>11} {:>17} {:>15} {:>15} {:>15} {:>17} {:>8.0}{}",
                 server.name,
                 run.subscribers,
                 run.server_cpu_pct,
@@ -853,6 +861,11 @@ fn print_core(report: &Report) {
                 pair(
                     run.video_lag_over_min_ms.p99,
                     run.audio_lag_over_min_ms.p99,
+                    0
+                ),
+                pair(
+                    run.video_fanout_spread_ms.p99,
+                    run.audio_fanout_spread_ms.p99,
                     0
                 ),
                 run.client_cpu_pct,
