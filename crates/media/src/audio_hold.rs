@@ -90,6 +90,7 @@ pub(crate) async fn release_held_audio(
                 }
             };
             if expired {
+                entry.write().release_held();
                 entry.wake_subscribers();
                 break;
             }

@@ -106,12 +106,9 @@ impl Publisher {
                 && !frame.sequence_header
                 && state.has_video()
                 && state.subscribers >= self.hub.config().audio_hold_min_subscribers;
-            state.accept_frame(frame);
-            if holdable {
-                self.audio_hold.as_ref()
-            } else {
-                None
-            }
+            let hold = self.audio_hold.as_ref().filter(|_| holdable);
+            state.accept_frame(frame, hold.is_some());
+            hold
         };
         match hold {
             Some(held) => held.state.hold(),

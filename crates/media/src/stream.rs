@@ -140,6 +140,9 @@ pub(crate) struct StreamState {
     /// The current publish session has sent video.
     video_seen: bool,
     next_session: u64,
+    /// Sequence number up to which (excluded) readers may read: items pushed after it are
+    /// held audio, handed to no one until the next wake-up.
+    released_end: u64,
 }
 
 impl StreamState {
@@ -154,6 +157,7 @@ impl StreamState {
             bytes_published: 0,
             video_seen: false,
             next_session: 1,
+            released_end: 0,
         }
     }
 
@@ -203,18 +207,32 @@ impl StreamState {
         self.video_seen
     }
 
-    /// Caches and pushes a frame of the current session.
-    pub(crate) fn accept_frame(&mut self, frame: MediaFrame) {
+    /// Caches and pushes a frame of the current session. A `held` frame is not handed to
+    /// readers until the next push that is not held, or [`Self::release_held`].
+    pub(crate) fn accept_frame(&mut self, frame: MediaFrame, held: bool) {
         self.touch();
         self.video_seen |= frame.kind == FrameKind::Video;
         self.frames_published += 1;
         self.bytes_published += frame.payload.len() as u64;
         self.keyframe_group.observe(&frame);
         let next_context = self.context.with_sequence_header(&frame);
-        self.push(RingItem::Frame(frame));
+        self.push_held(RingItem::Frame(frame));
+        if !held {
+            self.release_held();
+        }
         if let Some(next_context) = next_context {
             self.context = Arc::new(next_context);
         }
+    }
+
+    /// Sequence number up to which (excluded) readers may read.
+    pub(crate) fn released_end(&self) -> u64 {
+        self.released_end
+    }
+
+    /// Hands every held item to readers (call before waking them).
+    pub(crate) fn release_held(&mut self) {
+        self.released_end = self.ring.end_sequence();
     }
 
     /// Caches (replacing the previous) and pushes an `onMetaData` body.
@@ -232,7 +250,13 @@ impl StreamState {
         }
     }
 
+    /// Pushes an item readers may read at once (and any held before it).
     fn push(&mut self, item: RingItem) {
+        self.push_held(item);
+        self.release_held();
+    }
+
+    fn push_held(&mut self, item: RingItem) {
         let slot = RingSlot {
             item,
             context_before: Arc::clone(&self.context),

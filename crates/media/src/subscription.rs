@@ -200,6 +200,10 @@ impl RingReader {
                 }
                 continue;
             }
+            // Held audio waits for the next wake-up, for every reader alike.
+            if self.position >= state.released_end() {
+                return None;
+            }
             let slot = ring.get(self.position)?;
             // Items waiting for this subscriber, the current one included.
             let backlog = ring.end_sequence() - self.position;

@@ -682,6 +682,25 @@ async fn audio_of_a_stream_with_video_leaves_with_the_next_video_frame() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn held_audio_is_handed_to_no_reader_until_the_next_video_frame() {
+    let hub = hub_with_audio_hold(Duration::from_secs(10));
+    let publisher = hub.publish("live", 1).expect("publish");
+    publisher.send(avc_sequence_header(1));
+    publisher.send(keyframe(0));
+    // A player that reads without being woken (its writer was busy anyway) must not take the
+    // held audio early: every player gets it with the same write as the video frame.
+    let mut awake = hub.subscribe("live");
+    drain(&mut awake);
+    publisher.send(aac_frame(10));
+    assert!(
+        drain(&mut awake).is_empty(),
+        "a reader that was awake anyway took held audio"
+    );
+    publisher.send(inter_frame(33));
+    assert_eq!(drain_labels(&mut awake), ["audio@10", "inter@33"]);
+}
+
+#[tokio::test(start_paused = true)]
 async fn held_audio_is_released_when_the_hold_runs_out() {
     let hub = hub_with_audio_hold(Duration::from_millis(50));
     let (publisher, player) = video_stream_with_a_parked_player(&hub).await;
