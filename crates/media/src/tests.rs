@@ -647,13 +647,19 @@ async fn park(mut subscription: Subscription) -> ParkedPlayer {
     player
 }
 
-/// A publisher of "live" that has sent video, and one player parked waiting for more.
-async fn video_stream_with_a_parked_player(hub: &StreamHub) -> (crate::Publisher, ParkedPlayer) {
+/// A publisher of "live" that has sent video, and one player that has read all of it.
+fn video_stream_with_a_player(hub: &StreamHub) -> (crate::Publisher, Subscription) {
     let publisher = hub.publish("live", 1).expect("publish");
     publisher.send(avc_sequence_header(1));
     publisher.send(keyframe(0));
     let mut subscription = hub.subscribe("live");
     drain(&mut subscription);
+    (publisher, subscription)
+}
+
+/// The same with the player parked waiting for more.
+async fn video_stream_with_a_parked_player(hub: &StreamHub) -> (crate::Publisher, ParkedPlayer) {
+    let (publisher, subscription) = video_stream_with_a_player(hub);
     (publisher, park(subscription).await)
 }
 
@@ -684,13 +690,9 @@ async fn audio_of_a_stream_with_video_leaves_with_the_next_video_frame() {
 #[tokio::test(start_paused = true)]
 async fn held_audio_is_handed_to_no_reader_until_the_next_video_frame() {
     let hub = hub_with_audio_hold(Duration::from_secs(10));
-    let publisher = hub.publish("live", 1).expect("publish");
-    publisher.send(avc_sequence_header(1));
-    publisher.send(keyframe(0));
     // A player that reads without being woken (its writer was busy anyway) must not take the
     // held audio early: every player gets it with the same write as the video frame.
-    let mut awake = hub.subscribe("live");
-    drain(&mut awake);
+    let (publisher, mut awake) = video_stream_with_a_player(&hub);
     publisher.send(aac_frame(10));
     assert!(
         drain(&mut awake).is_empty(),
