@@ -53,8 +53,9 @@
 //! one keyframe group).
 //!
 //! **Fewer wake-ups.** An audio frame of a stream that carries video is
-//! pushed without waking the players: it leaves with the next video frame,
-//! in the same write, or after [`HubConfig::audio_hold`] at the latest. This
+//! pushed without waking the players, and no reader sees it yet (not even one
+//! that is awake anyway): it leaves with the next video frame, in the same
+//! write, or after [`HubConfig::audio_hold`] at the latest. This
 //! halves the writes per player for a usual stream (about 43 audio and 30
 //! video frames a second) for at most the hold of added audio latency. Only
 //! streams with a large audience ([`HubConfig::audio_hold_min_subscribers`])
