@@ -181,8 +181,8 @@ impl RtmpClient {
     /// Writes everything queued, in one vectored write where the socket allows. Cancel-safe:
     /// what a cancelled call did not write is written by the next one, in order.
     pub async fn flush(&mut self) -> Result<(), ClientError> {
-        for message in &self.session.take_outgoing() {
-            self.encoder.encode(message, &mut self.unwritten);
+        for message in self.session.drain_outgoing() {
+            self.encoder.encode(&message, &mut self.unwritten);
         }
         write_batch(&mut self.socket, &mut self.unwritten).await?;
         Ok(())
@@ -401,12 +401,17 @@ pub async fn write_batch<W>(writer: &mut W, batch: &mut WriteBatch) -> std::io::
 where
     W: AsyncWriteExt + Unpin,
 {
+    // Segments per write; a relayed frame has a handful. On the stack: no allocation per write.
+    const MAX_IOVECS: usize = 64;
     while !batch.is_empty() {
         let written = {
             let segments = batch.segments();
-            let slices: Vec<IoSlice<'_>> =
-                segments.iter().take(512).map(|s| IoSlice::new(s)).collect();
-            writer.write_vectored(&slices).await?
+            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+            let count = segments.len().min(MAX_IOVECS);
+            for (slice, segment) in slices.iter_mut().zip(segments) {
+                *slice = IoSlice::new(segment);
+            }
+            writer.write_vectored(&slices[..count]).await?
         };
         if written == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());

@@ -149,6 +149,12 @@ impl ClientSession {
         self.core.take_outgoing()
     }
 
+    /// Messages to send, in order, keeping the queue's buffer (see
+    /// [`crate::protocol::ProtocolCore::drain_outgoing`]).
+    pub fn drain_outgoing(&mut self) -> std::vec::Drain<'_, RawMessage> {
+        self.core.drain_outgoing()
+    }
+
     /// Queues `connect` (transaction 1), with our chunk size set first.
     pub fn connect(&mut self, options: &ConnectOptions) {
         if options.chunk_size != crate::chunk::DEFAULT_CHUNK_SIZE {

@@ -81,6 +81,12 @@ impl ProtocolCore {
         std::mem::take(&mut self.outbox)
     }
 
+    /// The messages queued to send, in order, keeping the queue's buffer for the next ones
+    /// (no allocation per message on a sending path).
+    pub fn drain_outgoing(&mut self) -> std::vec::Drain<'_, RawMessage> {
+        self.outbox.drain(..)
+    }
+
     /// True when messages wait to be sent.
     pub fn has_outgoing(&self) -> bool {
         !self.outbox.is_empty()
