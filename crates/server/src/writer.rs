@@ -346,7 +346,12 @@ async fn write_all(
             // through tokio (below), which then learns that it must wait.
             let stream: &tokio::net::TcpStream = socket.as_ref();
             match socket2::SockRef::from(stream).send_vectored(&slices[..count]) {
-                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                Err(error)
+                    if matches!(
+                        error.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                    ) =>
+                {
                     socket.try_write_vectored(&slices[..count])
                 }
                 other => other,
