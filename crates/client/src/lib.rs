@@ -22,7 +22,7 @@ use ascend_rtmp::handshake::HandshakeError;
 use ascend_rtmp::protocol::ProtocolError;
 use ascend_rtmp::{
     AmfValue, ChunkEncoder, ClientEvent, ClientSession, ConnectOptions, Handshake,
-    HandshakeProgress, PublishMode, RawMessage, WriteBatch,
+    HandshakeProgress, PublishMode, RawMessage, WriteBatch, MAX_WRITE_SLICES,
 };
 use std::collections::VecDeque;
 use std::io::IoSlice;
@@ -401,16 +401,10 @@ pub async fn write_batch<W>(writer: &mut W, batch: &mut WriteBatch) -> std::io::
 where
     W: AsyncWriteExt + Unpin,
 {
-    // Segments per write; a relayed frame has a handful. On the stack: no allocation per write.
-    const MAX_IOVECS: usize = 64;
     while !batch.is_empty() {
         let written = {
-            let segments = batch.segments();
-            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-            let count = segments.len().min(MAX_IOVECS);
-            for (slice, segment) in slices.iter_mut().zip(segments) {
-                *slice = IoSlice::new(segment);
-            }
+            let mut slices = [IoSlice::new(&[]); MAX_WRITE_SLICES];
+            let count = batch.io_slices(&mut slices);
             writer.write_vectored(&slices[..count]).await?
         };
         if written == 0 {

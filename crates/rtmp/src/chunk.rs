@@ -11,6 +11,10 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use std::collections::HashMap;
+use std::io::IoSlice;
+
+/// Segments handed to one vectored write (IOV_MAX is 1024; a batch rarely has more than a few).
+pub const MAX_WRITE_SLICES: usize = 64;
 
 /// Chunk size every peer starts with.
 pub const DEFAULT_CHUNK_SIZE: u32 = 128;
@@ -519,6 +523,17 @@ impl WriteBatch {
         &self.segments
     }
 
+    /// Points `slices` at the segments to write, in order, as many as fit; returns how many.
+    /// The caller keeps the array on its stack ([`MAX_WRITE_SLICES`] entries): a vectored
+    /// write then costs no allocation.
+    pub fn io_slices<'a>(&'a mut self, slices: &mut [IoSlice<'a>]) -> usize {
+        let segments = self.segments();
+        for (slice, segment) in slices.iter_mut().zip(segments) {
+            *slice = IoSlice::new(segment);
+        }
+        segments.len().min(slices.len())
+    }
+
     /// Forgets the first `written` bytes after a (possibly partial) write. A batch emptied
     /// after a burst (a player's start, say) gives back its segment list.
     pub fn advance(&mut self, mut written: usize) {
@@ -684,6 +699,36 @@ mod tests {
         batch.advance(200);
         assert_eq!(batch.to_vec(), all[205..].to_vec());
         assert_eq!(batch.len(), all.len() - 205);
+    }
+
+    #[test]
+    fn io_slices_cover_the_batch_in_order_as_far_as_they_fit() {
+        let joined = |slices: &[IoSlice<'_>]| -> Vec<u8> {
+            slices.iter().flat_map(|slice| slice.to_vec()).collect()
+        };
+        // 100 KB in 1 KiB chunks: a header and a shared payload slice per chunk, far more
+        // segments than one write takes.
+        let mut batch = WriteBatch::new();
+        let mut encoder = ChunkEncoder::new();
+        encoder.chunk_size = 1024;
+        encoder.encode(&message(6, 9, 0, 100_000, 1), &mut batch);
+        let all = batch.to_vec();
+        let first = {
+            let mut slices = [IoSlice::new(&[]); MAX_WRITE_SLICES];
+            assert_eq!(batch.io_slices(&mut slices), MAX_WRITE_SLICES);
+            joined(&slices)
+        };
+        assert_eq!(
+            first,
+            all[..first.len()].to_vec(),
+            "the first segments, in order"
+        );
+        // After writing those, the rest follows on.
+        batch.advance(first.len());
+        let mut slices = [IoSlice::new(&[]); MAX_WRITE_SLICES];
+        let count = batch.io_slices(&mut slices);
+        let next = joined(&slices[..count]);
+        assert_eq!(next, all[first.len()..first.len() + next.len()].to_vec());
     }
 
     #[test]

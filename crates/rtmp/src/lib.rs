@@ -22,7 +22,7 @@ pub mod protocol;
 pub mod server;
 
 pub use amf::AmfValue;
-pub use chunk::{ChunkEncoder, ChunkLimits, RawMessage, WriteBatch};
+pub use chunk::{ChunkEncoder, ChunkLimits, RawMessage, WriteBatch, MAX_WRITE_SLICES};
 pub use client::{ClientEvent, ClientSession, ConnectOptions};
 pub use handshake::{Handshake, HandshakeProgress};
 pub use message::{build, Command, Message, UserControl};

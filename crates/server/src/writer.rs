@@ -9,7 +9,7 @@
 
 use ascend_media::{FrameKind, Subscription, SubscriptionEvent};
 use ascend_rtmp::server::play_status_message;
-use ascend_rtmp::{build, ChunkEncoder, RawMessage, WriteBatch};
+use ascend_rtmp::{build, ChunkEncoder, RawMessage, WriteBatch, MAX_WRITE_SLICES};
 use std::future::{poll_fn, Future};
 use std::io::IoSlice;
 use std::pin::Pin;
@@ -319,9 +319,6 @@ fn retire(players: &mut Vec<Player>, stream_id: u32, stats: &mut WriterStats) {
     });
 }
 
-/// Segments handed to one `writev` (IOV_MAX is 1024; a batch rarely has more than a few).
-const MAX_IOVECS: usize = 64;
-
 /// Writes the whole batch; the socket must take something within `stall_timeout` whenever it
 /// is full. Tries the write first (the common case: the socket has room), and waits for room
 /// only when it has none, so a frame costs no allocation and no timer.
@@ -335,12 +332,8 @@ async fn write_all(
         // In a block of its own: the array must not live across the wait below, or every
         // writer's future would carry it (1 KiB per connection).
         let attempt = {
-            let segments = batch.segments();
-            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-            let count = segments.len().min(MAX_IOVECS);
-            for (slice, segment) in slices.iter_mut().zip(segments) {
-                *slice = IoSlice::new(segment);
-            }
+            let mut slices = [IoSlice::new(&[]); MAX_WRITE_SLICES];
+            let count = batch.io_slices(&mut slices);
             // The system call first, straight on the socket: asking tokio whether the socket
             // is writable costs a cache miss per player per frame. Only a full socket goes
             // through tokio (below), which then learns that it must wait.
