@@ -74,6 +74,7 @@
 
 mod audio_hold;
 mod cache;
+pub mod fanout;
 mod frame;
 mod hub;
 mod publisher;
@@ -84,6 +85,7 @@ mod subscription;
 #[cfg(test)]
 mod tests;
 
+pub use fanout::DirectReader;
 pub use frame::{FrameKind, MediaFrame};
 pub use hub::{
     HubConfig, PublishError, StreamHub, StreamStats, DEFAULT_AUDIO_HOLD,

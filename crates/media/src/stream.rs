@@ -11,6 +11,7 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 
 use crate::cache::{KeyframeGroupCache, StreamContext};
+use crate::fanout::Fanout;
 use crate::frame::{FrameKind, MediaFrame};
 use crate::hub::HubConfig;
 use crate::ring::SequencedRing;
@@ -27,6 +28,8 @@ pub(crate) struct StreamEntry {
     state: RwLock<StreamState>,
     /// Woken after every push into the ring.
     new_items: Notify,
+    /// Readers called directly after every push (see [`crate::fanout`]).
+    pub(crate) fanout: Fanout,
 }
 
 impl StreamEntry {
@@ -35,6 +38,7 @@ impl StreamEntry {
             name: name.to_owned(),
             state: RwLock::new(StreamState::new(config)),
             new_items: Notify::new(),
+            fanout: Fanout::default(),
         }
     }
 
@@ -59,6 +63,7 @@ impl StreamEntry {
     /// the lock.
     pub(crate) fn wake_subscribers(&self) {
         self.new_items.notify_waiters();
+        self.fanout.wake();
     }
 }
 

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::cache::StreamContext;
+use crate::fanout::{DirectReader, Registration};
 use crate::frame::{FrameKind, MediaFrame};
 use crate::hub::HubInner;
 use crate::stream::{RingItem, StreamEntry, StreamState};
@@ -33,6 +34,8 @@ pub struct Subscription {
     hub: Arc<HubInner>,
     entry: Arc<StreamEntry>,
     reader: RingReader,
+    /// Set once [`Self::read_directly`] registered a reader with the stream's fan-out.
+    direct: Option<Registration>,
 }
 
 impl Subscription {
@@ -44,7 +47,20 @@ impl Subscription {
             hub,
             entry,
             reader: RingReader::join(state),
+            direct: None,
         }
+    }
+
+    /// From now on, after every push the stream calls `reader` (from one of its fan-out
+    /// tasks) instead of waking tasks waiting in [`Self::recv`]; the reader then takes what
+    /// is ready with [`Self::try_recv`]. Items already readable are not announced: read them
+    /// after registering. Registering again replaces the previous reader. Dropping the
+    /// subscription unregisters it.
+    pub fn read_directly(&mut self, reader: Arc<dyn DirectReader>) {
+        if let Some(previous) = self.direct.take() {
+            self.entry.fanout.unregister(&previous);
+        }
+        self.direct = Some(self.entry.fanout.register(reader));
     }
 
     /// The stream name.
@@ -92,6 +108,9 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
+        if let Some(registration) = self.direct.take() {
+            self.entry.fanout.unregister(&registration);
+        }
         self.hub.release(&self.entry, |state| {
             state.subscribers = state.subscribers.saturating_sub(1);
         });

@@ -787,3 +787,99 @@ async fn a_small_audience_gets_its_audio_at_once() {
     let (_, event) = player.await.expect("player task");
     assert_eq!(label(&event), "audio@30");
 }
+
+/// A direct reader (as the server's writer is): counts its calls and reads its subscription
+/// in each one.
+#[derive(Default)]
+struct RecordingReader {
+    calls: std::sync::atomic::AtomicUsize,
+    subscription: std::sync::Mutex<Option<Subscription>>,
+    seen: std::sync::Mutex<Vec<String>>,
+}
+
+impl crate::DirectReader for RecordingReader {
+    fn items_ready(&self) {
+        self.calls
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if let Some(subscription) = self.subscription.lock().unwrap().as_mut() {
+            self.seen.lock().unwrap().extend(drain_labels(subscription));
+        }
+    }
+}
+
+impl RecordingReader {
+    fn calls(&self) -> usize {
+        self.calls.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Registers a recording reader for `subscription` (which it then owns).
+fn read_directly(mut subscription: Subscription) -> std::sync::Arc<RecordingReader> {
+    let reader = std::sync::Arc::new(RecordingReader::default());
+    subscription.read_directly(reader.clone());
+    *reader.subscription.lock().unwrap() = Some(subscription);
+    reader
+}
+
+/// Lets the fan-out tasks run until `done` holds (bounded: 100 rounds of 1 ms).
+async fn until(done: impl Fn() -> bool) {
+    for _ in 0..100 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_direct_reader_is_called_after_each_push_and_not_after_its_subscription_is_gone() {
+    let hub = StreamHub::new(HubConfig::default());
+    let (publisher, subscription) = video_stream_with_a_player(&hub);
+    let reader = read_directly(subscription);
+
+    publisher.send(inter_frame(33));
+    until(|| reader.seen.lock().unwrap().len() == 1).await;
+    assert_eq!(*reader.seen.lock().unwrap(), ["inter@33"]);
+    assert!(reader.calls() >= 1);
+
+    drop(reader.subscription.lock().unwrap().take());
+    let calls = reader.calls();
+    publisher.send(inter_frame(66));
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(reader.calls(), calls, "called after its subscription was dropped");
+}
+
+#[tokio::test]
+async fn direct_readers_of_every_shard_are_called() {
+    let hub = StreamHub::new(HubConfig::default());
+    let publisher = hub.publish("live", 1).expect("publish");
+    publisher.send(avc_sequence_header(1));
+    publisher.send(keyframe(0));
+    let readers: Vec<_> = (0..crate::fanout::SHARD_SIZE * 2 + 1)
+        .map(|_| {
+            let mut subscription = hub.subscribe("live");
+            drain(&mut subscription);
+            read_directly(subscription)
+        })
+        .collect();
+
+    publisher.send(inter_frame(33));
+    until(|| readers.iter().all(|r| !r.seen.lock().unwrap().is_empty())).await;
+    for (index, reader) in readers.iter().enumerate() {
+        assert_eq!(*reader.seen.lock().unwrap(), ["inter@33"], "reader {index}");
+    }
+}
+
+#[tokio::test]
+async fn held_audio_calls_no_direct_reader_until_the_next_video_frame() {
+    let hub = hub_with_audio_hold(Duration::from_secs(10));
+    let (publisher, subscription) = video_stream_with_a_player(&hub);
+    let reader = read_directly(subscription);
+
+    publisher.send(aac_frame(10));
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(reader.calls(), 0, "held audio called the reader");
+    publisher.send(inter_frame(33));
+    until(|| reader.seen.lock().unwrap().len() == 2).await;
+    assert_eq!(*reader.seen.lock().unwrap(), ["audio@10", "inter@33"]);
+}

@@ -2,22 +2,30 @@
 //! streams the client plays, chunked by the connection's one [`ChunkEncoder`] and written with
 //! vectored writes (headers + shared payloads, nothing copied).
 //!
+//! Two paths write, one at a time (the [`WriterCore`] lock, never held across a wait):
+//! - **the fan-out path**: after every push, the stream's fan-out task calls
+//!   [`DirectReader::items_ready`]; when the writer is idle (nothing unsent, no command
+//!   waiting) it encodes the new frames and sends them at once, without blocking, in the
+//!   fan-out task. This is the common case, and it costs no task wake-up per player per frame.
+//! - **the writer task**: everything else. Commands from the connection, a socket that was
+//!   full (it waits for room, then catches up on the frames that came meanwhile, with the
+//!   hub's dropping policy), frames the fan-out path could not take (the lock was busy).
+//!
 //! The writer never blocks anyone: while it waits on a slow socket, the hub's ring moves on and
 //! the client's subscription drops frames by priority; commands wait in a bounded channel
 //! (the connection task drops the client when it fills). A write that makes no progress for the
 //! stall timeout ends the connection.
 
-use ascend_media::{FrameKind, Subscription, SubscriptionEvent};
+use ascend_media::{DirectReader, FrameKind, Subscription, SubscriptionEvent};
 use ascend_rtmp::server::play_status_message;
 use ascend_rtmp::{build, ChunkEncoder, RawMessage, WriteBatch, MAX_WRITE_SLICES};
 use std::future::{poll_fn, Future};
 use std::io::IoSlice;
-use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::task::Poll;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
 /// Bytes gathered before a write is issued, when more is ready at once.
 const BATCH_TARGET_BYTES: usize = 256 * 1024;
@@ -107,205 +115,345 @@ enum Input {
     Event(usize, SubscriptionEvent),
 }
 
-/// Runs the writer until the connection task drops its sender or a write fails or stalls.
-pub async fn run(
-    mut socket: OwnedWriteHalf,
-    mut commands: mpsc::Receiver<WriterCommand>,
-    stall_timeout: Duration,
-    queued: QueuedMessages,
-) -> (WriterStats, std::io::Result<()>) {
-    let mut encoder = ChunkEncoder::new();
-    let mut batch = WriteBatch::new();
-    let mut players: Vec<Player> = Vec::new();
-    let mut stats = WriterStats::default();
-    let mut closing = false;
-    let result = loop {
-        let input = next_input(&mut commands, &mut players).await;
-        queued.taken(&input);
-        closing |= handle(input, &mut players, &mut encoder, &mut batch, &mut stats);
-        // Gather whatever else is ready so it leaves in the same write.
-        while !closing && batch.len() < BATCH_TARGET_BYTES {
-            let mut progressed = false;
-            match commands.try_recv() {
-                Ok(command) => {
-                    if let WriterCommand::Messages(messages) = &command {
-                        queued.remove(messages.len());
-                    }
-                    closing |= handle(
-                        Input::Command(Some(command)),
-                        &mut players,
-                        &mut encoder,
-                        &mut batch,
-                        &mut stats,
-                    );
-                    progressed = true;
-                }
-                Err(mpsc::error::TryRecvError::Disconnected) => closing = true,
-                Err(mpsc::error::TryRecvError::Empty) => {}
+/// What the writer task and the fan-out path share.
+struct WriterShared {
+    core: Mutex<WriterCore>,
+    socket: OwnedWriteHalf,
+    /// Wakes the writer task: the fan-out path left it work.
+    task_wake: Notify,
+}
+
+/// The writer's state, taken by one path at a time.
+struct WriterCore {
+    commands: mpsc::Receiver<WriterCommand>,
+    encoder: ChunkEncoder,
+    /// Encoded and not yet sent. Not empty only while the writer task owns the socket (it is
+    /// waiting for room): the fan-out path then leaves everything to it.
+    batch: WriteBatch,
+    players: Vec<Player>,
+    stats: WriterStats,
+    /// A send of the fan-out path failed: the writer task ends with this error.
+    failed: Option<std::io::Error>,
+}
+
+impl WriterShared {
+    fn lock(&self) -> MutexGuard<'_, WriterCore> {
+        self.core.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn stream(&self) -> &tokio::net::TcpStream {
+        self.socket.as_ref()
+    }
+}
+
+impl DirectReader for WriterShared {
+    fn items_ready(&self) {
+        let mut core = match self.core.try_lock() {
+            Ok(core) => core,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            // The writer task is at work: it will look again.
+            Err(TryLockError::WouldBlock) => {
+                self.task_wake.notify_one();
+                return;
             }
-            for index in 0..players.len() {
-                if let Some(event) = players[index].subscription.try_recv() {
-                    handle(
-                        Input::Event(index, event),
-                        &mut players,
-                        &mut encoder,
-                        &mut batch,
-                        &mut stats,
-                    );
+        };
+        if !core.batch.is_empty() || core.failed.is_some() || !core.commands.is_empty() {
+            drop(core);
+            self.task_wake.notify_one();
+            return;
+        }
+        core.gather_events();
+        match core.send_without_waiting(self.stream()) {
+            Ok(true) => {}
+            Ok(false) => {
+                drop(core);
+                self.task_wake.notify_one();
+            }
+            Err(error) => {
+                core.failed = Some(error);
+                drop(core);
+                self.task_wake.notify_one();
+            }
+        }
+    }
+}
+
+impl WriterCore {
+    /// Encodes the events ready on every played stream, up to the batch target.
+    fn gather_events(&mut self) {
+        loop {
+            let mut progressed = false;
+            for index in 0..self.players.len() {
+                if self.batch.len() >= BATCH_TARGET_BYTES {
+                    return;
+                }
+                if let Some(event) = self.players[index].subscription.try_recv() {
+                    self.handle(Input::Event(index, event), None);
                     progressed = true;
                 }
             }
             if !progressed {
-                break;
+                return;
             }
         }
-        if let Err(error) = write_all(&mut socket, &mut batch, stall_timeout, &mut stats).await {
+    }
+
+    /// Sends as much of the batch as the socket takes now; true when all of it went.
+    fn send_without_waiting(&mut self, stream: &tokio::net::TcpStream) -> std::io::Result<bool> {
+        while !self.batch.is_empty() {
+            let mut slices = [IoSlice::new(&[]); MAX_WRITE_SLICES];
+            let count = self.batch.io_slices(&mut slices);
+            // Straight on the socket: asking tokio whether the socket is writable costs a
+            // cache miss per player per frame. A full socket goes through tokio (in
+            // `write_remaining`), which then learns that it must wait.
+            match socket2::SockRef::from(stream).send_vectored(&slices[..count]) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(written) => {
+                    self.stats.bytes_written += written as u64;
+                    self.batch.advance(written);
+                }
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => return Ok(false),
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// Runs the writer until the connection task drops its sender or a write fails or stalls.
+pub async fn run(
+    socket: OwnedWriteHalf,
+    commands: mpsc::Receiver<WriterCommand>,
+    stall_timeout: Duration,
+    queued: QueuedMessages,
+) -> (WriterStats, std::io::Result<()>) {
+    let shared = Arc::new(WriterShared {
+        core: Mutex::new(WriterCore {
+            commands,
+            encoder: ChunkEncoder::new(),
+            batch: WriteBatch::new(),
+            players: Vec::new(),
+            stats: WriterStats::default(),
+            failed: None,
+        }),
+        socket,
+        task_wake: Notify::new(),
+    });
+    let result = loop {
+        let input = next_input(&shared).await;
+        let closing = {
+            let mut core = shared.lock();
+            let mut closing = false;
+            if let Some(input) = input {
+                queued.taken(&input);
+                closing |= core.handle(input, Some(&shared));
+            }
+            // Gather whatever else is ready so it leaves in the same write: commands first.
+            while !closing && core.batch.len() < BATCH_TARGET_BYTES {
+                match core.commands.try_recv() {
+                    Ok(command) => {
+                        let input = Input::Command(Some(command));
+                        queued.taken(&input);
+                        closing |= core.handle(input, Some(&shared));
+                    }
+                    Err(mpsc::error::TryRecvError::Disconnected) => closing = true,
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                }
+            }
+            if !closing {
+                core.gather_events();
+            }
+            if let Some(error) = core.failed.take() {
+                break Err(error);
+            }
+            if let Err(error) = core.send_without_waiting(shared.stream()) {
+                break Err(error);
+            }
+            closing
+        };
+        if let Err(error) = write_remaining(&shared, stall_timeout).await {
             break Err(error);
         }
         if closing {
-            let _ = socket.shutdown().await;
+            let _ = socket2::SockRef::from(shared.stream()).shutdown(std::net::Shutdown::Write);
             break Ok(());
         }
     };
-    stats.frames_dropped += players
-        .iter()
-        .map(|p| p.subscription.dropped_frames())
-        .sum::<u64>();
-    (stats, result)
+    let mut core = shared.lock();
+    // Unregisters from the streams' fan-outs (which hold this writer) and tells the
+    // connection task that nothing more will be written.
+    for player in core.players.drain(..).collect::<Vec<_>>() {
+        core.stats.frames_dropped += player.subscription.dropped_frames();
+    }
+    core.commands.close();
+    (core.stats, result)
 }
 
-/// Waits for a command or an event of any played stream.
-async fn next_input(commands: &mut mpsc::Receiver<WriterCommand>, players: &mut [Player]) -> Input {
-    // Almost every connection plays at most one stream: wait without allocating.
-    match players {
-        [] => return Input::Command(commands.recv().await),
-        [player] => {
-            return tokio::select! {
-                biased;
-                command = commands.recv() => Input::Command(command),
-                event = player.subscription.recv() => Input::Event(0, event),
-            }
-        }
-        _ => {}
-    }
-    // The receive futures must live for the whole wait: each registers for a wake-up.
-    type EventFuture<'a> = Pin<Box<dyn Future<Output = (usize, SubscriptionEvent)> + Send + 'a>>;
-    let mut events: Vec<EventFuture<'_>> = players
-        .iter_mut()
-        .enumerate()
-        .map(|(index, player)| -> EventFuture<'_> {
-            Box::pin(async move { (index, player.subscription.recv().await) })
-        })
-        .collect();
+/// Waits for a command, or for work the fan-out path left (`None`).
+async fn next_input(shared: &WriterShared) -> Option<Input> {
+    let nudged = shared.task_wake.notified();
+    let mut nudged = std::pin::pin!(nudged);
     poll_fn(|cx| {
-        if let Poll::Ready(command) = commands.poll_recv(cx) {
-            return Poll::Ready(Input::Command(command));
+        if let Poll::Ready(command) = shared.lock().commands.poll_recv(cx) {
+            return Poll::Ready(Some(Input::Command(command)));
         }
-        for event in events.iter_mut() {
-            if let Poll::Ready((index, event)) = event.as_mut().poll(cx) {
-                return Poll::Ready(Input::Event(index, event));
-            }
+        if nudged.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(None);
         }
         Poll::Pending
     })
     .await
 }
 
-/// Encodes what `input` asks for; true when the writer should finish.
-fn handle(
-    input: Input,
-    players: &mut Vec<Player>,
-    encoder: &mut ChunkEncoder,
-    batch: &mut WriteBatch,
-    stats: &mut WriterStats,
-) -> bool {
-    match input {
-        Input::Command(None) => return true,
-        Input::Command(Some(command)) => match command {
-            WriterCommand::Messages(messages) => {
-                for message in &messages {
-                    encoder.encode(message, batch);
+/// Sends what the socket did not take at once: waits for room (at most the stall timeout
+/// each time), through tokio so that it learns when the socket is full.
+async fn write_remaining(shared: &WriterShared, stall_timeout: Duration) -> std::io::Result<()> {
+    loop {
+        {
+            let mut core = shared.lock();
+            let core = &mut *core;
+            while !core.batch.is_empty() {
+                let mut slices = [IoSlice::new(&[]); MAX_WRITE_SLICES];
+                let count = core.batch.io_slices(&mut slices);
+                match shared.socket.try_write_vectored(&slices[..count]) {
+                    Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                    Ok(written) => {
+                        core.stats.bytes_written += written as u64;
+                        core.batch.advance(written);
+                    }
+                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(error) => return Err(error),
                 }
             }
-            WriterCommand::Play {
-                stream_id,
-                name,
-                subscription,
-            } => {
-                retire(players, stream_id, stats);
-                players.push(Player {
+            if core.batch.is_empty() {
+                return Ok(());
+            }
+        }
+        if tokio::time::timeout(stall_timeout, shared.stream().writable())
+            .await
+            .is_err()
+        {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "client read nothing for {} s (write_stall_timeout_secs)",
+                    stall_timeout.as_secs()
+                ),
+            ));
+        }
+    }
+}
+
+impl WriterCore {
+    /// Encodes what `input` asks for; true when the writer should finish. Events come only
+    /// from the fan-out path and the gathering loops; commands only from the writer task,
+    /// which passes itself as the `reader` new subscriptions register.
+    fn handle(&mut self, input: Input, reader: Option<&Arc<WriterShared>>) -> bool {
+        let Self {
+            encoder,
+            batch,
+            players,
+            stats,
+            ..
+        } = self;
+        match input {
+            Input::Command(None) => return true,
+            Input::Command(Some(command)) => match command {
+                WriterCommand::Messages(messages) => {
+                    for message in &messages {
+                        encoder.encode(message, batch);
+                    }
+                }
+                WriterCommand::Play {
                     stream_id,
                     name,
                     subscription,
-                    paused: false,
-                    receive_audio: true,
-                    receive_video: true,
-                });
-            }
-            WriterCommand::Stop { stream_id } => retire(players, stream_id, stats),
-            WriterCommand::Pause { stream_id, paused } => {
-                if let Some(player) = players.iter_mut().find(|p| p.stream_id == stream_id) {
-                    player.paused = paused;
+                } => {
+                    retire(players, stream_id, stats);
+                    let mut subscription = subscription;
+                    if let Some(reader) = reader {
+                        subscription.read_directly(Arc::clone(reader) as Arc<dyn DirectReader>);
+                    }
+                    players.push(Player {
+                        stream_id,
+                        name,
+                        subscription,
+                        paused: false,
+                        receive_audio: true,
+                        receive_video: true,
+                    });
                 }
-            }
-            WriterCommand::ReceiveMedia {
-                stream_id,
-                audio,
-                enabled,
-            } => {
-                if let Some(player) = players.iter_mut().find(|p| p.stream_id == stream_id) {
-                    if audio {
-                        player.receive_audio = enabled;
-                    } else {
-                        player.receive_video = enabled;
+                WriterCommand::Stop { stream_id } => retire(players, stream_id, stats),
+                WriterCommand::Pause { stream_id, paused } => {
+                    if let Some(player) = players.iter_mut().find(|p| p.stream_id == stream_id) {
+                        player.paused = paused;
                     }
                 }
-            }
-        },
-        Input::Event(index, event) => {
-            let Some(player) = players.get(index) else {
-                return false;
-            };
-            let stream_id = player.stream_id;
-            let message = match event {
-                SubscriptionEvent::PublishStarted => Some(play_status_message(
+                WriterCommand::ReceiveMedia {
                     stream_id,
-                    "status",
-                    "NetStream.Play.PublishNotify",
-                    &player.name,
-                )),
-                SubscriptionEvent::Unpublished => Some(play_status_message(
-                    stream_id,
-                    "status",
-                    "NetStream.Play.UnpublishNotify",
-                    &player.name,
-                )),
-                SubscriptionEvent::Metadata(body) => {
-                    Some(build::data_from_body(stream_id, 0, body))
-                }
-                SubscriptionEvent::Frame(frame) => {
-                    // Sequence headers always pass: a resumed player needs them to decode.
-                    let wanted = frame.sequence_header
-                        || match frame.kind {
-                            FrameKind::Audio => player.receive_audio && !player.paused,
-                            FrameKind::Video => player.receive_video && !player.paused,
-                            FrameKind::Data => !player.paused,
-                        };
-                    wanted.then(|| match frame.kind {
-                        FrameKind::Audio => build::audio(stream_id, frame.timestamp, frame.payload),
-                        FrameKind::Video => build::video(stream_id, frame.timestamp, frame.payload),
-                        FrameKind::Data => {
-                            build::data_from_body(stream_id, frame.timestamp, frame.payload)
+                    audio,
+                    enabled,
+                } => {
+                    if let Some(player) = players.iter_mut().find(|p| p.stream_id == stream_id) {
+                        if audio {
+                            player.receive_audio = enabled;
+                        } else {
+                            player.receive_video = enabled;
                         }
-                    })
+                    }
                 }
-            };
-            if let Some(message) = message {
-                encoder.encode(&message, batch);
+            },
+            Input::Event(index, event) => {
+                let Some(player) = players.get(index) else {
+                    return false;
+                };
+                let stream_id = player.stream_id;
+                let message = match event {
+                    SubscriptionEvent::PublishStarted => Some(play_status_message(
+                        stream_id,
+                        "status",
+                        "NetStream.Play.PublishNotify",
+                        &player.name,
+                    )),
+                    SubscriptionEvent::Unpublished => Some(play_status_message(
+                        stream_id,
+                        "status",
+                        "NetStream.Play.UnpublishNotify",
+                        &player.name,
+                    )),
+                    SubscriptionEvent::Metadata(body) => {
+                        Some(build::data_from_body(stream_id, 0, body))
+                    }
+                    SubscriptionEvent::Frame(frame) => {
+                        // Sequence headers always pass: a resumed player needs them to decode.
+                        let wanted = frame.sequence_header
+                            || match frame.kind {
+                                FrameKind::Audio => player.receive_audio && !player.paused,
+                                FrameKind::Video => player.receive_video && !player.paused,
+                                FrameKind::Data => !player.paused,
+                            };
+                        wanted.then(|| match frame.kind {
+                            FrameKind::Audio => {
+                                build::audio(stream_id, frame.timestamp, frame.payload)
+                            }
+                            FrameKind::Video => {
+                                build::video(stream_id, frame.timestamp, frame.payload)
+                            }
+                            FrameKind::Data => {
+                                build::data_from_body(stream_id, frame.timestamp, frame.payload)
+                            }
+                        })
+                    }
+                };
+                if let Some(message) = message {
+                    encoder.encode(&message, batch);
+                }
             }
         }
+        false
     }
-    false
 }
 
 fn retire(players: &mut Vec<Player>, stream_id: u32, stats: &mut WriterStats) {
@@ -317,63 +465,4 @@ fn retire(players: &mut Vec<Player>, stream_id: u32, stats: &mut WriterStats) {
             true
         }
     });
-}
-
-/// Writes the whole batch; the socket must take something within `stall_timeout` whenever it
-/// is full. Tries the write first (the common case: the socket has room), and waits for room
-/// only when it has none, so a frame costs no allocation and no timer.
-async fn write_all(
-    socket: &mut OwnedWriteHalf,
-    batch: &mut WriteBatch,
-    stall_timeout: Duration,
-    stats: &mut WriterStats,
-) -> std::io::Result<()> {
-    while !batch.is_empty() {
-        // In a block of its own: the array must not live across the wait below, or every
-        // writer's future would carry it (1 KiB per connection).
-        let attempt = {
-            let mut slices = [IoSlice::new(&[]); MAX_WRITE_SLICES];
-            let count = batch.io_slices(&mut slices);
-            // The system call first, straight on the socket: asking tokio whether the socket
-            // is writable costs a cache miss per player per frame. Only a full socket goes
-            // through tokio (below), which then learns that it must wait.
-            let stream: &tokio::net::TcpStream = socket.as_ref();
-            match socket2::SockRef::from(stream).send_vectored(&slices[..count]) {
-                Err(error)
-                    if matches!(
-                        error.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
-                    ) =>
-                {
-                    socket.try_write_vectored(&slices[..count])
-                }
-                other => other,
-            }
-        };
-        let written = match attempt {
-            Ok(written) => written,
-            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
-                if tokio::time::timeout(stall_timeout, socket.writable())
-                    .await
-                    .is_err()
-                {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        format!(
-                            "client read nothing for {} s (write_stall_timeout_secs)",
-                            stall_timeout.as_secs()
-                        ),
-                    ));
-                }
-                continue;
-            }
-            Err(error) => return Err(error),
-        };
-        if written == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        stats.bytes_written += written as u64;
-        batch.advance(written);
-    }
-    Ok(())
 }
