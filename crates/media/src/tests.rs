@@ -799,10 +799,12 @@ struct RecordingReader {
 
 impl crate::DirectReader for RecordingReader {
     fn items_ready(&self) {
-        self.calls
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        if let Some(subscription) = self.subscription.lock().unwrap().as_mut() {
-            self.seen.lock().unwrap().extend(drain_labels(subscription));
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if let Some(subscription) = self.subscription.lock().expect("test lock").as_mut() {
+            self.seen
+                .lock()
+                .expect("test lock")
+                .extend(drain_labels(subscription));
         }
     }
 }
@@ -817,7 +819,7 @@ impl RecordingReader {
 fn read_directly(mut subscription: Subscription) -> std::sync::Arc<RecordingReader> {
     let reader = std::sync::Arc::new(RecordingReader::default());
     subscription.read_directly(reader.clone());
-    *reader.subscription.lock().unwrap() = Some(subscription);
+    *reader.subscription.lock().expect("test lock") = Some(subscription);
     reader
 }
 
@@ -838,15 +840,19 @@ async fn a_direct_reader_is_called_after_each_push_and_not_after_its_subscriptio
     let reader = read_directly(subscription);
 
     publisher.send(inter_frame(33));
-    until(|| reader.seen.lock().unwrap().len() == 1).await;
-    assert_eq!(*reader.seen.lock().unwrap(), ["inter@33"]);
+    until(|| reader.seen.lock().expect("test lock").len() == 1).await;
+    assert_eq!(*reader.seen.lock().expect("test lock"), ["inter@33"]);
     assert!(reader.calls() >= 1);
 
-    drop(reader.subscription.lock().unwrap().take());
+    drop(reader.subscription.lock().expect("test lock").take());
     let calls = reader.calls();
     publisher.send(inter_frame(66));
     tokio::time::sleep(Duration::from_millis(10)).await;
-    assert_eq!(reader.calls(), calls, "called after its subscription was dropped");
+    assert_eq!(
+        reader.calls(),
+        calls,
+        "called after its subscription was dropped"
+    );
 }
 
 #[tokio::test]
@@ -864,9 +870,18 @@ async fn direct_readers_of_every_shard_are_called() {
         .collect();
 
     publisher.send(inter_frame(33));
-    until(|| readers.iter().all(|r| !r.seen.lock().unwrap().is_empty())).await;
+    until(|| {
+        readers
+            .iter()
+            .all(|r| !r.seen.lock().expect("test lock").is_empty())
+    })
+    .await;
     for (index, reader) in readers.iter().enumerate() {
-        assert_eq!(*reader.seen.lock().unwrap(), ["inter@33"], "reader {index}");
+        assert_eq!(
+            *reader.seen.lock().expect("test lock"),
+            ["inter@33"],
+            "reader {index}"
+        );
     }
 }
 
@@ -880,6 +895,9 @@ async fn held_audio_calls_no_direct_reader_until_the_next_video_frame() {
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert_eq!(reader.calls(), 0, "held audio called the reader");
     publisher.send(inter_frame(33));
-    until(|| reader.seen.lock().unwrap().len() == 2).await;
-    assert_eq!(*reader.seen.lock().unwrap(), ["audio@10", "inter@33"]);
+    until(|| reader.seen.lock().expect("test lock").len() == 2).await;
+    assert_eq!(
+        *reader.seen.lock().expect("test lock"),
+        ["audio@10", "inter@33"]
+    );
 }
