@@ -4,7 +4,7 @@
 mod support;
 
 use ascend_client::{ClientError, RtmpClient, RtmpUrl};
-use ascend_rtmp::ClientEvent;
+use ascend_rtmp::{AmfValue, ClientEvent};
 use std::time::{Duration, Instant};
 use support::*;
 
@@ -407,5 +407,115 @@ async fn audio_held_for_video_keeps_publish_order_and_is_not_stuck_when_video_st
         last_audio_at < leaving_at,
         "the audio sent after the last video frame waited for the publisher to leave"
     );
+    server.assert_healthy();
+}
+
+/// Counts the numbered video frames each stream id delivers for `window`.
+async fn count_frames_by_stream(
+    client: &mut RtmpClient,
+    window: Duration,
+) -> std::collections::HashMap<u32, u32> {
+    let mut counts = std::collections::HashMap::new();
+    let _ = tokio::time::timeout(window, async {
+        loop {
+            if let ClientEvent::Video {
+                stream_id, payload, ..
+            } = client.next_event().await.expect("event")
+            {
+                if frame_sequence(&payload).is_some() {
+                    *counts.entry(stream_id).or_insert(0) += 1;
+                }
+            }
+        }
+    })
+    .await;
+    counts
+}
+
+/// Reads events until `code` arrives on `stream_id` (at most 5 s).
+async fn wait_for_status(client: &mut RtmpClient, stream_id: u32, code: &str) {
+    tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if let ClientEvent::Status {
+                stream_id: id,
+                info,
+            } = client.next_event().await.expect("event")
+            {
+                if id == stream_id && code_of(&info) == code {
+                    return;
+                }
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {code} on stream {stream_id}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_connection_plays_two_streams_and_pausing_one_stops_only_that_one() {
+    let mut server = TestServer::start(&["livestreams"], "");
+    let app_url = server.url("livestreams");
+    let publishers: Vec<_> = ["left", "right"]
+        .into_iter()
+        .map(|name| {
+            let app_url = app_url.clone();
+            tokio::spawn(async move {
+                publish_numbered_frames(&app_url, name, 250, 500, 1, Duration::from_millis(20))
+                    .await
+            })
+        })
+        .collect();
+    let mut player = connect(&server, "livestreams").await.expect("connect");
+    let left = player.play("left").await.expect("play left");
+    let right = player.play("right").await.expect("play right");
+
+    let both = count_frames_by_stream(&mut player, Duration::from_millis(800)).await;
+    assert!(
+        both.get(&left).copied().unwrap_or(0) >= 5,
+        "left before pause: {both:?}"
+    );
+    assert!(
+        both.get(&right).copied().unwrap_or(0) >= 5,
+        "right before pause: {both:?}"
+    );
+
+    player.session().send_command(
+        left,
+        "pause",
+        &[AmfValue::Boolean(true), AmfValue::Number(0.0)],
+    );
+    player.flush().await.expect("pause sent");
+    wait_for_status(&mut player, left, "NetStream.Pause.Notify").await;
+    let paused = count_frames_by_stream(&mut player, Duration::from_millis(800)).await;
+    assert_eq!(
+        paused.get(&left),
+        None,
+        "left delivered frames while paused: {paused:?}"
+    );
+    assert!(
+        paused.get(&right).copied().unwrap_or(0) >= 5,
+        "right while left paused: {paused:?}"
+    );
+
+    player.session().send_command(
+        left,
+        "pause",
+        &[AmfValue::Boolean(false), AmfValue::Number(0.0)],
+    );
+    player.flush().await.expect("resume sent");
+    wait_for_status(&mut player, left, "NetStream.Unpause.Notify").await;
+    let resumed = count_frames_by_stream(&mut player, Duration::from_millis(800)).await;
+    assert!(
+        resumed.get(&left).copied().unwrap_or(0) >= 5,
+        "left after resume: {resumed:?}"
+    );
+    assert!(
+        resumed.get(&right).copied().unwrap_or(0) >= 5,
+        "right after resume: {resumed:?}"
+    );
+
+    for publisher in publishers {
+        publisher.await.expect("publisher task");
+    }
     server.assert_healthy();
 }

@@ -702,6 +702,8 @@ pub fn play_status_message(stream_id: u32, level: &str, code: &str, name: &str) 
         "NetStream.Play.UnpublishNotify" => format!("{name} is now unpublished."),
         "NetStream.Play.Stop" => format!("Stopped playing {name}."),
         "NetStream.Play.StreamNotFound" => format!("Failed to play {name}; stream not found."),
+        "NetStream.Pause.Notify" => format!("Pausing {name}."),
+        "NetStream.Unpause.Notify" => format!("Unpausing {name}."),
         _ => String::new(),
     };
     let info = build::status_info(

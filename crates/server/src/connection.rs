@@ -397,7 +397,25 @@ impl Connection {
                 debug!(client = self.id, name = %message.name, "shared object message (not supported yet)");
             }
             ServerEvent::Pause { stream_id, paused } => {
-                self.send_to_writer(WriterCommand::Pause { stream_id, paused })?;
+                let Some(name) = self.playing.get(&stream_id).cloned() else {
+                    return Ok(());
+                };
+                // Paused before the notice leaves, resumed after it: between a Pause.Notify
+                // and the matching Unpause.Notify only sequence headers (if the publisher
+                // changes them) reach the player.
+                let notice = |code| {
+                    WriterCommand::Messages(vec![ascend_rtmp::server::play_status_message(
+                        stream_id, "status", code, &name,
+                    )])
+                };
+                let pause = WriterCommand::Pause { stream_id, paused };
+                if paused {
+                    self.send_to_writer(pause)?;
+                    self.send_to_writer(notice("NetStream.Pause.Notify"))?;
+                } else {
+                    self.send_to_writer(notice("NetStream.Unpause.Notify"))?;
+                    self.send_to_writer(pause)?;
+                }
             }
             ServerEvent::ReceiveMedia {
                 stream_id,
