@@ -451,6 +451,22 @@ async fn wait_for_status(client: &mut RtmpClient, stream_id: u32, code: &str) {
     .unwrap_or_else(|_| panic!("no {code} on stream {stream_id}"));
 }
 
+/// Sends `pause` (or resume) on `stream_id` and waits for its notice.
+async fn set_paused(client: &mut RtmpClient, stream_id: u32, paused: bool) {
+    client.session().send_command(
+        stream_id,
+        "pause",
+        &[AmfValue::Boolean(paused), AmfValue::Number(0.0)],
+    );
+    client.flush().await.expect("pause sent");
+    let notice = if paused {
+        "NetStream.Pause.Notify"
+    } else {
+        "NetStream.Unpause.Notify"
+    };
+    wait_for_status(client, stream_id, notice).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_connection_plays_two_streams_and_pausing_one_stops_only_that_one() {
     let mut server = TestServer::start(&["livestreams"], "");
@@ -469,23 +485,18 @@ async fn one_connection_plays_two_streams_and_pausing_one_stops_only_that_one() 
     let left = player.play("left").await.expect("play left");
     let right = player.play("right").await.expect("play right");
 
+    // Frames per stream id in 800 ms after each step: (left, right) at least 5 each, or left
+    // none while it is paused.
+    let at_least_five = |counts: &std::collections::HashMap<u32, u32>, id| {
+        counts.get(&id).copied().unwrap_or(0) >= 5
+    };
     let both = count_frames_by_stream(&mut player, Duration::from_millis(800)).await;
     assert!(
-        both.get(&left).copied().unwrap_or(0) >= 5,
-        "left before pause: {both:?}"
-    );
-    assert!(
-        both.get(&right).copied().unwrap_or(0) >= 5,
-        "right before pause: {both:?}"
+        at_least_five(&both, left) && at_least_five(&both, right),
+        "before pause: {both:?}"
     );
 
-    player.session().send_command(
-        left,
-        "pause",
-        &[AmfValue::Boolean(true), AmfValue::Number(0.0)],
-    );
-    player.flush().await.expect("pause sent");
-    wait_for_status(&mut player, left, "NetStream.Pause.Notify").await;
+    set_paused(&mut player, left, true).await;
     let paused = count_frames_by_stream(&mut player, Duration::from_millis(800)).await;
     assert_eq!(
         paused.get(&left),
@@ -493,25 +504,15 @@ async fn one_connection_plays_two_streams_and_pausing_one_stops_only_that_one() 
         "left delivered frames while paused: {paused:?}"
     );
     assert!(
-        paused.get(&right).copied().unwrap_or(0) >= 5,
+        at_least_five(&paused, right),
         "right while left paused: {paused:?}"
     );
 
-    player.session().send_command(
-        left,
-        "pause",
-        &[AmfValue::Boolean(false), AmfValue::Number(0.0)],
-    );
-    player.flush().await.expect("resume sent");
-    wait_for_status(&mut player, left, "NetStream.Unpause.Notify").await;
+    set_paused(&mut player, left, false).await;
     let resumed = count_frames_by_stream(&mut player, Duration::from_millis(800)).await;
     assert!(
-        resumed.get(&left).copied().unwrap_or(0) >= 5,
-        "left after resume: {resumed:?}"
-    );
-    assert!(
-        resumed.get(&right).copied().unwrap_or(0) >= 5,
-        "right after resume: {resumed:?}"
+        at_least_five(&resumed, left) && at_least_five(&resumed, right),
+        "after resume: {resumed:?}"
     );
 
     for publisher in publishers {
