@@ -29,6 +29,7 @@ pub trait DirectReader: Send + Sync {
 }
 
 /// One registered reader.
+#[derive(Clone)]
 struct Member {
     id: u64,
     reader: Arc<dyn DirectReader>,
@@ -110,13 +111,7 @@ impl Fanout {
         };
         let shard = &shards.list[index];
         let mut members = shard.members.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut next: Vec<Member> = members
-            .iter()
-            .map(|member| Member {
-                id: member.id,
-                reader: Arc::clone(&member.reader),
-            })
-            .collect();
+        let mut next = Vec::clone(&members);
         next.push(Member { id, reader });
         *members = Arc::new(next);
         Registration { shard: index, id }
@@ -133,10 +128,7 @@ impl Fanout {
         let next: Vec<Member> = members
             .iter()
             .filter(|member| member.id != registration.id)
-            .map(|member| Member {
-                id: member.id,
-                reader: Arc::clone(&member.reader),
-            })
+            .cloned()
             .collect();
         *members = Arc::new(next);
     }

@@ -52,9 +52,9 @@ impl Subscription {
     }
 
     /// From now on, after every push the stream calls `reader` (from one of its fan-out
-    /// tasks) instead of waking tasks waiting in [`Self::recv`]; the reader then takes what
-    /// is ready with [`Self::try_recv`]. Items already readable are not announced: read them
-    /// after registering. Registering again replaces the previous reader. Dropping the
+    /// tasks), which takes what is ready with [`Self::try_recv`]: no task needs to wait in
+    /// [`Self::recv`] (which still works). Items already readable are not announced: read
+    /// them after registering. Registering again replaces the previous reader. Dropping the
     /// subscription unregisters it.
     pub fn read_directly(&mut self, reader: Arc<dyn DirectReader>) {
         if let Some(previous) = self.direct.take() {
