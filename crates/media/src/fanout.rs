@@ -24,7 +24,8 @@ pub const SHARD_SIZE: usize = 128;
 pub trait DirectReader: Send + Sync {
     /// New items are readable. Called from a fan-out task (or, without a tokio runtime, the
     /// thread that pushed): it must not block, and must not drop a [`crate::Subscription`] of
-    /// this stream (that would take the lock this call is made under).
+    /// this stream (that would take the fan-out's locks). It may be called once more after its
+    /// subscription was dropped, by a round that started before.
     fn items_ready(&self);
 }
 
@@ -117,8 +118,8 @@ impl Fanout {
         Registration { shard: index, id }
     }
 
-    /// Removes a reader: no call starts for it after this returns (one already running in a
-    /// fan-out task may finish).
+    /// Removes a reader: rounds that start after this returns do not call it. A round already
+    /// under way took its list before and may still call it once.
     pub(crate) fn unregister(&self, registration: &Registration) {
         let shards = self.shards();
         let Some(shard) = shards.list.get(registration.shard) else {
