@@ -23,9 +23,9 @@ pub const SHARD_SIZE: usize = 128;
 /// A subscriber served by the stream's fan-out tasks (see [`crate::Subscription::read_directly`]).
 pub trait DirectReader: Send + Sync {
     /// New items are readable. Called from a fan-out task (or, without a tokio runtime, the
-    /// thread that pushed): it must not block, and must not drop a [`crate::Subscription`] of
-    /// this stream (that would take the fan-out's locks). It may be called once more after its
-    /// subscription was dropped, by a round that started before.
+    /// thread that pushed), with no lock of the hub held: it must not block, since the other
+    /// readers of its shard wait for it. It may be called once more after its subscription was
+    /// dropped, by a round that started before.
     fn items_ready(&self);
 }
 
