@@ -527,18 +527,20 @@ async fn a_player_that_stops_reading_for_a_while_resumes_in_order_without_duplic
     // its writer task waits for room and catches up with the dropping policy. Whatever is
     // dropped, nothing may be sent twice or out of order, and once caught up the player must
     // get the last keyframe group whole.
-    let mut server = TestServer::start(&["livestreams"], "");
+    let mut server = TestServer::start(&["livestreams"], "[hub]\nring_capacity = 64\n");
     let mut player = connect(&server, "livestreams").await.expect("player");
     player.play("burst").await.expect("play");
     let app_url = server.url("livestreams");
     let publisher = tokio::spawn(async move {
-        // 750 frames of 20 KB, 10 every 20 ms: 1.5 s, 15 MB, of which the player reads
-        // nothing for the first second: more than its socket buffers and the ring hold.
+        // 1000 frames of 40 KB, 10 every 20 ms: 2 s, 40 MB. The player reads nothing for the
+        // first second (20 MB): more than its socket buffers (a send buffer of at most 4 MB by
+        // default, a receive buffer that grows only while its owner reads) and the ring (64
+        // frames) hold.
         publish_numbered_frames(
             &app_url,
             "burst",
-            750,
-            20_000,
+            1000,
+            40_000,
             10,
             Duration::from_millis(20),
         )
