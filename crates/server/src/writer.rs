@@ -94,8 +94,8 @@ impl QueuedMessages {
             .fetch_sub(count, std::sync::atomic::Ordering::Relaxed);
     }
 
-    fn taken(&self, input: &Input) {
-        if let Input::Command(Some(WriterCommand::Messages(messages))) = input {
+    fn taken(&self, command: &Option<WriterCommand>) {
+        if let Some(WriterCommand::Messages(messages)) = command {
             self.remove(messages.len());
         }
     }
@@ -110,9 +110,12 @@ pub struct WriterStats {
     pub frames_dropped: u64,
 }
 
-enum Input {
+/// Why the writer task woke up.
+enum Wake {
+    /// A command, or `None` once the connection dropped its sender.
     Command(Option<WriterCommand>),
-    Event(usize, SubscriptionEvent),
+    /// The fan-out path left it work.
+    Nudged,
 }
 
 /// What the writer task and the fan-out path share.
@@ -188,7 +191,7 @@ impl WriterCore {
                     return;
                 }
                 if let Some(event) = self.players[index].subscription.try_recv() {
-                    self.handle(Input::Event(index, event), None);
+                    self.handle_event(index, event);
                     progressed = true;
                 }
             }
@@ -241,21 +244,21 @@ pub async fn run(
         task_wake: Notify::new(),
     });
     let result = loop {
-        let input = next_input(&shared).await;
+        let wake = next_wake(&shared).await;
         let closing = {
             let mut core = shared.lock();
             let mut closing = false;
-            if let Some(input) = input {
-                queued.taken(&input);
-                closing |= core.handle(input, Some(&shared));
+            if let Wake::Command(command) = wake {
+                queued.taken(&command);
+                closing |= core.handle_command(command, &shared);
             }
             // Gather whatever else is ready so it leaves in the same write: commands first.
             while !closing && core.batch.len() < BATCH_TARGET_BYTES {
                 match core.commands.try_recv() {
                     Ok(command) => {
-                        let input = Input::Command(Some(command));
-                        queued.taken(&input);
-                        closing |= core.handle(input, Some(&shared));
+                        let command = Some(command);
+                        queued.taken(&command);
+                        closing |= core.handle_command(command, &shared);
                     }
                     Err(mpsc::error::TryRecvError::Disconnected) => closing = true,
                     Err(mpsc::error::TryRecvError::Empty) => break,
@@ -290,16 +293,16 @@ pub async fn run(
     (core.stats, result)
 }
 
-/// Waits for a command, or for work the fan-out path left (`None`).
-async fn next_input(shared: &WriterShared) -> Option<Input> {
+/// Waits for a command, or for work the fan-out path left.
+async fn next_wake(shared: &WriterShared) -> Wake {
     let nudged = shared.task_wake.notified();
     let mut nudged = std::pin::pin!(nudged);
     poll_fn(|cx| {
         if let Poll::Ready(command) = shared.lock().commands.poll_recv(cx) {
-            return Poll::Ready(Some(Input::Command(command)));
+            return Poll::Ready(Wake::Command(command));
         }
         if nudged.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(None);
+            return Poll::Ready(Wake::Nudged);
         }
         Poll::Pending
     })
@@ -347,10 +350,14 @@ async fn write_remaining(shared: &WriterShared, stall_timeout: Duration) -> std:
 }
 
 impl WriterCore {
-    /// Encodes what `input` asks for; true when the writer should finish. Events come only
-    /// from the fan-out path and the gathering loops; commands only from the writer task,
-    /// which passes itself as the `reader` new subscriptions register.
-    fn handle(&mut self, input: Input, reader: Option<&Arc<WriterShared>>) -> bool {
+    /// Carries out a command of the connection (`None`: it dropped its sender); true when
+    /// the writer should finish. New subscriptions register `writer` with their stream's
+    /// fan-out.
+    fn handle_command(
+        &mut self,
+        command: Option<WriterCommand>,
+        writer: &Arc<WriterShared>,
+    ) -> bool {
         let Self {
             encoder,
             batch,
@@ -358,101 +365,95 @@ impl WriterCore {
             stats,
             ..
         } = self;
-        match input {
-            Input::Command(None) => return true,
-            Input::Command(Some(command)) => match command {
-                WriterCommand::Messages(messages) => {
-                    for message in &messages {
-                        encoder.encode(message, batch);
-                    }
+        let Some(command) = command else {
+            return true;
+        };
+        match command {
+            WriterCommand::Messages(messages) => {
+                for message in &messages {
+                    encoder.encode(message, batch);
                 }
-                WriterCommand::Play {
+            }
+            WriterCommand::Play {
+                stream_id,
+                name,
+                mut subscription,
+            } => {
+                retire(players, stream_id, stats);
+                subscription.read_directly(Arc::clone(writer) as Arc<dyn DirectReader>);
+                players.push(Player {
                     stream_id,
                     name,
                     subscription,
-                } => {
-                    retire(players, stream_id, stats);
-                    let mut subscription = subscription;
-                    if let Some(reader) = reader {
-                        subscription.read_directly(Arc::clone(reader) as Arc<dyn DirectReader>);
-                    }
-                    players.push(Player {
-                        stream_id,
-                        name,
-                        subscription,
-                        paused: false,
-                        receive_audio: true,
-                        receive_video: true,
-                    });
+                    paused: false,
+                    receive_audio: true,
+                    receive_video: true,
+                });
+            }
+            WriterCommand::Stop { stream_id } => retire(players, stream_id, stats),
+            WriterCommand::Pause { stream_id, paused } => {
+                if let Some(player) = players.iter_mut().find(|p| p.stream_id == stream_id) {
+                    player.paused = paused;
                 }
-                WriterCommand::Stop { stream_id } => retire(players, stream_id, stats),
-                WriterCommand::Pause { stream_id, paused } => {
-                    if let Some(player) = players.iter_mut().find(|p| p.stream_id == stream_id) {
-                        player.paused = paused;
+            }
+            WriterCommand::ReceiveMedia {
+                stream_id,
+                audio,
+                enabled,
+            } => {
+                if let Some(player) = players.iter_mut().find(|p| p.stream_id == stream_id) {
+                    if audio {
+                        player.receive_audio = enabled;
+                    } else {
+                        player.receive_video = enabled;
                     }
-                }
-                WriterCommand::ReceiveMedia {
-                    stream_id,
-                    audio,
-                    enabled,
-                } => {
-                    if let Some(player) = players.iter_mut().find(|p| p.stream_id == stream_id) {
-                        if audio {
-                            player.receive_audio = enabled;
-                        } else {
-                            player.receive_video = enabled;
-                        }
-                    }
-                }
-            },
-            Input::Event(index, event) => {
-                let Some(player) = players.get(index) else {
-                    return false;
-                };
-                let stream_id = player.stream_id;
-                let message = match event {
-                    SubscriptionEvent::PublishStarted => Some(play_status_message(
-                        stream_id,
-                        "status",
-                        "NetStream.Play.PublishNotify",
-                        &player.name,
-                    )),
-                    SubscriptionEvent::Unpublished => Some(play_status_message(
-                        stream_id,
-                        "status",
-                        "NetStream.Play.UnpublishNotify",
-                        &player.name,
-                    )),
-                    SubscriptionEvent::Metadata(body) => {
-                        Some(build::data_from_body(stream_id, 0, body))
-                    }
-                    SubscriptionEvent::Frame(frame) => {
-                        // Sequence headers always pass: a resumed player needs them to decode.
-                        let wanted = frame.sequence_header
-                            || match frame.kind {
-                                FrameKind::Audio => player.receive_audio && !player.paused,
-                                FrameKind::Video => player.receive_video && !player.paused,
-                                FrameKind::Data => !player.paused,
-                            };
-                        wanted.then(|| match frame.kind {
-                            FrameKind::Audio => {
-                                build::audio(stream_id, frame.timestamp, frame.payload)
-                            }
-                            FrameKind::Video => {
-                                build::video(stream_id, frame.timestamp, frame.payload)
-                            }
-                            FrameKind::Data => {
-                                build::data_from_body(stream_id, frame.timestamp, frame.payload)
-                            }
-                        })
-                    }
-                };
-                if let Some(message) = message {
-                    encoder.encode(&message, batch);
                 }
             }
         }
         false
+    }
+
+    /// Encodes an event of player `index`'s stream (events come from the fan-out path and the
+    /// writer task's gathering, both through [`Self::gather_events`]).
+    fn handle_event(&mut self, index: usize, event: SubscriptionEvent) {
+        let Some(player) = self.players.get(index) else {
+            return;
+        };
+        let stream_id = player.stream_id;
+        let message = match event {
+            SubscriptionEvent::PublishStarted => Some(play_status_message(
+                stream_id,
+                "status",
+                "NetStream.Play.PublishNotify",
+                &player.name,
+            )),
+            SubscriptionEvent::Unpublished => Some(play_status_message(
+                stream_id,
+                "status",
+                "NetStream.Play.UnpublishNotify",
+                &player.name,
+            )),
+            SubscriptionEvent::Metadata(body) => Some(build::data_from_body(stream_id, 0, body)),
+            SubscriptionEvent::Frame(frame) => {
+                // Sequence headers always pass: a resumed player needs them to decode.
+                let wanted = frame.sequence_header
+                    || match frame.kind {
+                        FrameKind::Audio => player.receive_audio && !player.paused,
+                        FrameKind::Video => player.receive_video && !player.paused,
+                        FrameKind::Data => !player.paused,
+                    };
+                wanted.then(|| match frame.kind {
+                    FrameKind::Audio => build::audio(stream_id, frame.timestamp, frame.payload),
+                    FrameKind::Video => build::video(stream_id, frame.timestamp, frame.payload),
+                    FrameKind::Data => {
+                        build::data_from_body(stream_id, frame.timestamp, frame.payload)
+                    }
+                })
+            }
+        };
+        if let Some(message) = message {
+            self.encoder.encode(&message, &mut self.batch);
+        }
     }
 }
 
