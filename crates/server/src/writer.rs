@@ -2,7 +2,7 @@
 //! streams the client plays, chunked by the connection's one [`ChunkEncoder`] and written with
 //! vectored writes (headers + shared payloads, nothing copied).
 //!
-//! Two paths write, one at a time (the [`WriterCore`] lock, never held across a wait):
+//! Two paths write, one at a time (the lock around the writer's state, never held across a wait):
 //! - **the fan-out path**: after every push, the stream's fan-out task calls
 //!   [`DirectReader::items_ready`]; when the writer is idle (nothing unsent, no command
 //!   waiting) it encodes the new frames and sends them at once, without blocking, in the
