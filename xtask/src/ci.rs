@@ -1,6 +1,6 @@
 //! `cargo xtask ci`: the whole check CI runs, failing fast. It makes sure ffmpeg and nginx-rtmp
 //! are there (the interop tests need them), then checks formatting, runs clippy with warnings denied,
-//! builds the binaries and runs every test, printing each step's name and duration, and
+//! builds the documentation with warnings denied, builds the binaries and runs every test, printing each step's name and duration, and
 //! last a plain `ci: N passed, N failed, N skipped` line summed over the test binaries.
 
 use crate::tools::{cargo, describe, ensure_ffmpeg, ensure_nginx_rtmp, secs, status};
@@ -44,6 +44,7 @@ pub fn ci() -> Result<()> {
                 "warnings",
             ],
         ),
+        ("docs", vec!["doc", "--workspace", "--no-deps"]),
         ("build", vec!["build", "--workspace", "--bins"]),
         ("test", vec!["test", "--workspace"]),
     ];
@@ -51,6 +52,10 @@ pub fn ci() -> Result<()> {
     for (name, args) in steps {
         let mut command = cargo();
         command.args(&args);
+        if name == "docs" {
+            // Broken or private intra-doc links fail the step, like clippy's warnings.
+            command.env("RUSTDOCFLAGS", "-D warnings");
+        }
         let counted = (name == "test").then_some(&mut tally);
         run_step(name, &mut command, &mut done, counted)?;
     }

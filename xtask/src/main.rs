@@ -1,6 +1,6 @@
 //! The project's own automation, run as `cargo xtask <task>`:
 //!
-//! - `ci`: what CI runs (ffmpeg present, fmt check, clippy with warnings denied, build, tests);
+//! - `ci`: what CI runs (ffmpeg present, fmt check, clippy and docs with warnings denied, build, tests);
 //! - `fuzz`: the cargo-fuzz targets of `fuzz/` for a while each, with a table and
 //!   `target/fuzz-report.json` (executions, coverage, crashes);
 //! - `bench`: Ascend against nginx-rtmp on loopback, with a table, JSON and an SVG plot in
@@ -34,7 +34,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Task {
-    /// The whole check CI runs: ffmpeg, fmt, clippy, build, tests.
+    /// The whole check CI runs: ffmpeg, fmt, clippy, docs, build, tests.
     Ci,
     /// Benchmark Ascend against nginx-rtmp on loopback.
     Bench(bench::BenchArgs),
