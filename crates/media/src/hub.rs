@@ -21,6 +21,8 @@ pub const DEFAULT_PUBLISHER_TAKEOVER_AFTER: Duration = Duration::from_secs(2);
 pub const DEFAULT_AUDIO_HOLD: Duration = Duration::from_millis(50);
 /// Default audience from which audio is held (below it, about 2 % of a core is at stake).
 pub const DEFAULT_AUDIO_HOLD_MIN_SUBSCRIBERS: usize = 100;
+/// Default number of audio frames held at once: one (a second one releases both).
+pub const DEFAULT_AUDIO_HOLD_MAX_FRAMES: usize = 1;
 
 /// Tuning of a [`StreamHub`].
 #[derive(Clone, Debug)]
@@ -42,6 +44,14 @@ pub struct HubConfig {
     /// Audio is held only while a stream has at least this many subscribers: a small
     /// audience gains little CPU from it, so its audio is not delayed.
     pub audio_hold_min_subscribers: usize,
+    /// Audio frames held at once, at most: one more arriving before the video frame releases
+    /// them all with it. Audio that comes bunched is already late from its publisher (ffmpeg
+    /// sends the audio it has read when it reads a video frame, and that video frame only
+    /// with the next audio frame), so holding it too would add to the worst lateness; a lone
+    /// audio frame waits. Measured at 1000 players: 1 keeps the all-frame lag p99 at the
+    /// hold-free figure for 37 writes per player a second instead of 54 (unbounded: 30 writes,
+    /// lag p99 5–6 ms higher).
+    pub audio_hold_max_frames: usize,
 }
 
 impl Default for HubConfig {
@@ -52,6 +62,7 @@ impl Default for HubConfig {
             publisher_takeover_after: DEFAULT_PUBLISHER_TAKEOVER_AFTER,
             audio_hold: DEFAULT_AUDIO_HOLD,
             audio_hold_min_subscribers: DEFAULT_AUDIO_HOLD_MIN_SUBSCRIBERS,
+            audio_hold_max_frames: DEFAULT_AUDIO_HOLD_MAX_FRAMES,
         }
     }
 }

@@ -101,7 +101,7 @@ pub use fanout::DirectReader;
 pub use frame::{FrameKind, MediaFrame};
 pub use hub::{
     HubConfig, PublishError, StreamHub, StreamStats, DEFAULT_AUDIO_HOLD,
-    DEFAULT_AUDIO_HOLD_MIN_SUBSCRIBERS, DEFAULT_GOP_CACHE_MAX_BYTES,
+    DEFAULT_AUDIO_HOLD_MAX_FRAMES, DEFAULT_AUDIO_HOLD_MIN_SUBSCRIBERS, DEFAULT_GOP_CACHE_MAX_BYTES,
     DEFAULT_PUBLISHER_TAKEOVER_AFTER, DEFAULT_RING_CAPACITY,
 };
 pub use publisher::Publisher;

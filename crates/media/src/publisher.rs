@@ -102,10 +102,12 @@ impl Publisher {
             if !state.is_owned_by(self.session) {
                 return;
             }
+            let config = self.hub.config();
             let holdable = frame.kind == FrameKind::Audio
                 && !frame.sequence_header
                 && state.has_video()
-                && state.subscribers >= self.hub.config().audio_hold_min_subscribers;
+                && state.subscribers >= config.audio_hold_min_subscribers
+                && state.held_count() < config.audio_hold_max_frames as u64;
             let hold = self.audio_hold.as_ref().filter(|_| holdable);
             state.accept_frame(frame, hold.is_some());
             hold

@@ -235,6 +235,11 @@ impl StreamState {
         self.released_end
     }
 
+    /// Items pushed and not yet released (held audio frames).
+    pub(crate) fn held_count(&self) -> u64 {
+        self.ring.end_sequence() - self.released_end
+    }
+
     /// Hands every held item to readers (call before waking them).
     pub(crate) fn release_held(&mut self) {
         self.released_end = self.ring.end_sequence();

@@ -749,6 +749,49 @@ async fn audio_only_streams_and_metadata_are_never_held() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_second_audio_frame_before_the_video_releases_both() {
+    // One held at most (the default): audio that comes bunched is already late.
+    let hub = hub_with_audio_hold(Duration::from_secs(10));
+    let (publisher, player) = video_stream_with_a_parked_player(&hub).await;
+    publisher.send(aac_frame(10));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!player.is_finished(), "a lone audio frame was not held");
+    publisher.send(aac_frame(33));
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert!(
+        player.is_finished(),
+        "a second audio frame did not release the first"
+    );
+    let (mut subscription, first) = player.await.expect("player task");
+    let mut labels = vec![label(&first)];
+    labels.extend(drain_labels(&mut subscription));
+    assert_eq!(labels, ["audio@10", "audio@33"]);
+
+    // With a bound of two, the third releases them.
+    let hub = StreamHub::new(HubConfig {
+        audio_hold: Duration::from_secs(10),
+        audio_hold_min_subscribers: 1,
+        audio_hold_max_frames: 2,
+        ..HubConfig::default()
+    });
+    let (publisher, player) = video_stream_with_a_parked_player(&hub).await;
+    publisher.send(aac_frame(10));
+    publisher.send(aac_frame(33));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!player.is_finished(), "two audio frames were not held");
+    publisher.send(aac_frame(56));
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert!(
+        player.is_finished(),
+        "a third audio frame did not release the two held"
+    );
+    let (mut subscription, first) = player.await.expect("player task");
+    let mut labels = vec![label(&first)];
+    labels.extend(drain_labels(&mut subscription));
+    assert_eq!(labels, ["audio@10", "audio@33", "audio@56"]);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_zero_hold_wakes_players_on_every_frame() {
     let hub = hub_with_audio_hold(Duration::ZERO);
     let (publisher, player) = video_stream_with_a_parked_player(&hub).await;

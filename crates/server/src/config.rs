@@ -25,6 +25,7 @@
 //! publisher_takeover_after_ms = 2000
 //! audio_hold_ms = 50
 //! audio_hold_min_players = 100
+//! audio_hold_max_frames = 1
 //! ```
 
 use clap::Parser;
@@ -111,6 +112,8 @@ pub struct HubSettings {
     pub audio_hold_ms: u64,
     /// Audio is held only for streams with at least this many players.
     pub audio_hold_min_players: usize,
+    /// Audio frames held at once; one more releases them all.
+    pub audio_hold_max_frames: usize,
 }
 
 impl Default for HubSettings {
@@ -122,6 +125,7 @@ impl Default for HubSettings {
             publisher_takeover_after_ms: defaults.publisher_takeover_after.as_millis() as u64,
             audio_hold_ms: defaults.audio_hold.as_millis() as u64,
             audio_hold_min_players: defaults.audio_hold_min_subscribers,
+            audio_hold_max_frames: defaults.audio_hold_max_frames,
         }
     }
 }
@@ -135,6 +139,7 @@ impl HubSettings {
             publisher_takeover_after: Duration::from_millis(self.publisher_takeover_after_ms),
             audio_hold: Duration::from_millis(self.audio_hold_ms),
             audio_hold_min_subscribers: self.audio_hold_min_players,
+            audio_hold_max_frames: self.audio_hold_max_frames,
         }
     }
 }
