@@ -55,9 +55,11 @@
 //! **Fewer wake-ups.** An audio frame of a stream that carries video is
 //! pushed without waking the players, and no reader sees it yet (not even one
 //! that is awake anyway): it leaves with the next video frame, in the same
-//! write, or after [`HubConfig::audio_hold`] at the latest. This
-//! halves the writes per player for a usual stream (about 43 audio and 30
-//! video frames a second) for at most the hold of added audio latency. Only
+//! write, or after [`HubConfig::audio_hold`] at the latest, and at most
+//! [`HubConfig::audio_hold_max_frames`] audio frames wait at once (one more
+//! releases them: bunched audio is already late). This saves about a third of
+//! the writes per player for a usual stream (about 43 audio and 30 video
+//! frames a second) for at most the hold of added audio latency. Only
 //! streams with a large audience ([`HubConfig::audio_hold_min_subscribers`])
 //! hold: for a few players the saving is small and the latency is not.
 //!
