@@ -663,6 +663,14 @@ async fn video_stream_with_a_parked_player(hub: &StreamHub) -> (crate::Publisher
     (publisher, park(subscription).await)
 }
 
+/// What a parked player was woken with, and everything readable after it.
+async fn woken_labels(player: ParkedPlayer) -> Vec<String> {
+    let (mut subscription, first) = player.await.expect("player task");
+    let mut labels = vec![label(&first)];
+    labels.extend(drain_labels(&mut subscription));
+    labels
+}
+
 fn hub_with_audio_hold(audio_hold: Duration) -> StreamHub {
     StreamHub::new(HubConfig {
         audio_hold,
@@ -681,10 +689,7 @@ async fn audio_of_a_stream_with_video_leaves_with_the_next_video_frame() {
     assert!(!player.is_finished(), "a held audio frame woke the player");
 
     publisher.send(inter_frame(33));
-    let (mut subscription, first) = player.await.expect("player task");
-    let mut labels = vec![label(&first)];
-    labels.extend(drain_labels(&mut subscription));
-    assert_eq!(labels, ["audio@10", "inter@33"]);
+    assert_eq!(woken_labels(player).await, ["audio@10", "inter@33"]);
 }
 
 #[tokio::test(start_paused = true)]
@@ -742,10 +747,7 @@ async fn audio_only_streams_and_metadata_are_never_held() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(!player.is_finished());
     publisher.set_metadata(metadata("m2"));
-    let (mut subscription, first) = player.await.expect("player task");
-    let mut labels = vec![label(&first)];
-    labels.extend(drain_labels(&mut subscription));
-    assert_eq!(labels, ["audio@46", "meta:m2"]);
+    assert_eq!(woken_labels(player).await, ["audio@46", "meta:m2"]);
 }
 
 #[tokio::test(start_paused = true)]
@@ -762,10 +764,7 @@ async fn a_second_audio_frame_before_the_video_releases_both() {
         player.is_finished(),
         "a second audio frame did not release the first"
     );
-    let (mut subscription, first) = player.await.expect("player task");
-    let mut labels = vec![label(&first)];
-    labels.extend(drain_labels(&mut subscription));
-    assert_eq!(labels, ["audio@10", "audio@33"]);
+    assert_eq!(woken_labels(player).await, ["audio@10", "audio@33"]);
 
     // With a bound of two, the third releases them.
     let hub = StreamHub::new(HubConfig {
@@ -785,10 +784,10 @@ async fn a_second_audio_frame_before_the_video_releases_both() {
         player.is_finished(),
         "a third audio frame did not release the two held"
     );
-    let (mut subscription, first) = player.await.expect("player task");
-    let mut labels = vec![label(&first)];
-    labels.extend(drain_labels(&mut subscription));
-    assert_eq!(labels, ["audio@10", "audio@33", "audio@56"]);
+    assert_eq!(
+        woken_labels(player).await,
+        ["audio@10", "audio@33", "audio@56"]
+    );
 }
 
 #[tokio::test(start_paused = true)]
