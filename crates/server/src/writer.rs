@@ -160,23 +160,20 @@ impl DirectReader for WriterShared {
                 return;
             }
         };
-        if !core.batch.is_empty() || core.failed.is_some() || !core.commands.is_empty() {
-            drop(core);
+        let busy = !core.batch.is_empty() || core.failed.is_some() || !core.commands.is_empty();
+        let leave_to_task = busy || {
+            core.gather_events();
+            match core.send_without_waiting(self.stream()) {
+                Ok(all_sent) => !all_sent,
+                Err(error) => {
+                    core.failed = Some(error);
+                    true
+                }
+            }
+        };
+        drop(core);
+        if leave_to_task {
             self.task_wake.notify_one();
-            return;
-        }
-        core.gather_events();
-        match core.send_without_waiting(self.stream()) {
-            Ok(true) => {}
-            Ok(false) => {
-                drop(core);
-                self.task_wake.notify_one();
-            }
-            Err(error) => {
-                core.failed = Some(error);
-                drop(core);
-                self.task_wake.notify_one();
-            }
         }
     }
 }
@@ -203,13 +200,24 @@ impl WriterCore {
 
     /// Sends as much of the batch as the socket takes now; true when all of it went.
     fn send_without_waiting(&mut self, stream: &tokio::net::TcpStream) -> std::io::Result<bool> {
+        // Straight on the socket: asking tokio whether the socket is writable costs a cache
+        // miss per player per frame. A full socket goes through tokio (in `write_remaining`),
+        // which then learns that it must wait.
+        self.send_with(|slices| socket2::SockRef::from(stream).send_vectored(slices))
+    }
+
+    /// Hands the batch to `send` until it is empty (true) or the socket is full (false).
+    fn send_with(
+        &mut self,
+        mut send: impl FnMut(&[IoSlice<'_>]) -> std::io::Result<usize>,
+    ) -> std::io::Result<bool> {
         while !self.batch.is_empty() {
-            let mut slices = [IoSlice::new(&[]); MAX_WRITE_SLICES];
-            let count = self.batch.io_slices(&mut slices);
-            // Straight on the socket: asking tokio whether the socket is writable costs a
-            // cache miss per player per frame. A full socket goes through tokio (in
-            // `write_remaining`), which then learns that it must wait.
-            match socket2::SockRef::from(stream).send_vectored(&slices[..count]) {
+            let sent = {
+                let mut slices = [IoSlice::new(&[]); MAX_WRITE_SLICES];
+                let count = self.batch.io_slices(&mut slices);
+                send(&slices[..count])
+            };
+            match sent {
                 Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
                 Ok(written) => {
                     self.stats.bytes_written += written as u64;
@@ -286,7 +294,7 @@ pub async fn run(
     let mut core = shared.lock();
     // Unregisters from the streams' fan-outs (which hold this writer) and tells the
     // connection task that nothing more will be written.
-    for player in core.players.drain(..).collect::<Vec<_>>() {
+    for player in std::mem::take(&mut core.players) {
         core.stats.frames_dropped += player.subscription.dropped_frames();
     }
     core.commands.close();
@@ -313,26 +321,11 @@ async fn next_wake(shared: &WriterShared) -> Wake {
 /// each time), through tokio so that it learns when the socket is full.
 async fn write_remaining(shared: &WriterShared, stall_timeout: Duration) -> std::io::Result<()> {
     loop {
+        if shared
+            .lock()
+            .send_with(|slices| shared.socket.try_write_vectored(slices))?
         {
-            let mut core = shared.lock();
-            let core = &mut *core;
-            while !core.batch.is_empty() {
-                let mut slices = [IoSlice::new(&[]); MAX_WRITE_SLICES];
-                let count = core.batch.io_slices(&mut slices);
-                match shared.socket.try_write_vectored(&slices[..count]) {
-                    Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-                    Ok(written) => {
-                        core.stats.bytes_written += written as u64;
-                        core.batch.advance(written);
-                    }
-                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => break,
-                    Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(error) => return Err(error),
-                }
-            }
-            if core.batch.is_empty() {
-                return Ok(());
-            }
+            return Ok(());
         }
         if tokio::time::timeout(stall_timeout, shared.stream().writable())
             .await
