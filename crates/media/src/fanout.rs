@@ -5,8 +5,8 @@
 //! reading the ring and writing its socket) cost about a fifth of the server's CPU in task
 //! switching alone (measured with a prototype: 27 % of a core instead of 31–36 % at the same
 //! writes). A [`DirectReader`] is called instead, in a small number of fan-out tasks per stream
-//! (one per [`SHARD_SIZE`] readers), which tokio spreads over its worker threads so that one
-//! stream can use every core.
+//! (one per [`SHARD_SIZE`] readers), which tokio spreads over its worker threads so that a
+//! stream with more readers than one task serves uses every core.
 //!
 //! The hub stays free of IO: what a reader does when called is the reader's business (the
 //! server's connection writer encodes and sends without blocking, and hands the work to its
@@ -16,9 +16,16 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::Notify;
 
-/// Readers per fan-out task. Small enough that a stream of a few hundred players already uses
-/// two threads, large enough that the per-frame task wake-ups stay few.
-pub const SHARD_SIZE: usize = 128;
+/// Readers per fan-out task: as many as one thread calls in a few milliseconds (a thousand
+/// players' writes take about 9 ms of one core per frame on the 2-vCPU machine of
+/// `BENCHMARKS.md`), so a stream needs a second task, and a second core, only beyond that.
+///
+/// Smaller shards were measured and cost more than they bought: with 128 readers per task a
+/// thousand players' lag p99 was 2–3 ms higher (every frame the shards ran in a different
+/// order on the two threads, so each player's place in the round moved), with the same CPU;
+/// at two thousand players, 16 shards of 128 against 2 of 1024: 69 % against 63 % CPU and lag
+/// p99 62 against 54 ms.
+pub const SHARD_SIZE: usize = 1024;
 
 /// A subscriber served by the stream's fan-out tasks (see [`crate::Subscription::read_directly`]).
 pub trait DirectReader: Send + Sync {
