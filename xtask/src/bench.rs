@@ -22,6 +22,7 @@
 use crate::idle::IdleResult;
 use crate::load::{wait_live, LoadResult, ScriptResult, SetupResult, SCRIPT};
 use crate::relay::HopResult;
+use crate::repeat::{RepeatReport, RepeatServer};
 use crate::report::{
     self, IdleReport, IdleServer, Measured, RelayReport, RelayServer, Report, ScriptReport,
     ServerResult,
@@ -97,10 +98,15 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 20)]
     pub instance_samples: usize,
     /// What to measure, comma separated: core (fan-out, first frame, lag, setup, scripts),
-    /// relay (relay hop latency and CPU), idle (memory per idle connection), scale (players
-    /// kept up as N grows) [default: all].
+    /// repeat (the largest N again in alternating rounds, for medians), relay (relay hop
+    /// latency and CPU), idle (memory per idle connection), scale (players kept up as N grows)
+    /// [default: all].
     #[arg(long, value_enum, value_delimiter = ',')]
     pub parts: Option<Vec<Part>>,
+    /// Repeat part: rounds of the largest N, each server once per round, in turn [default: 5,
+    /// 2 with --quick].
+    #[arg(long)]
+    pub repeats: Option<usize>,
     /// Relay hop window, seconds [default: 20, 5 with --quick].
     #[arg(long)]
     pub relay_seconds: Option<f64>,
@@ -126,6 +132,9 @@ pub struct BenchArgs {
 pub enum Part {
     /// Fan-out at N subscribers, first frame, lag, connection setup, Ascend's script figures.
     Core,
+    /// The largest N again in rounds, the servers taking turns, each run in a fresh server:
+    /// medians for the figures that move from run to run.
+    Repeat,
     /// Relay hop: added latency per frame and the origin's CPU per relayed stream.
     Relay,
     /// Memory per idle connection.
@@ -224,10 +233,19 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     if !(1..=4000).contains(&args.idle_connections) {
         bail!("--idle-connections must be between 1 and 4000");
     }
-    let parts = args
-        .parts
-        .clone()
-        .unwrap_or_else(|| vec![Part::Core, Part::Relay, Part::Idle, Part::Scale]);
+    let parts = args.parts.clone().unwrap_or_else(|| {
+        vec![
+            Part::Core,
+            Part::Repeat,
+            Part::Relay,
+            Part::Idle,
+            Part::Scale,
+        ]
+    });
+    let repeats = args.repeats.unwrap_or(if args.quick { 2 } else { 5 });
+    if !(1..=50).contains(&repeats) {
+        bail!("--repeats must be between 1 and 50");
+    }
     let scale_steps = args
         .scale_steps
         .clone()
@@ -313,8 +331,33 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             measured.script = measured.script.or(script_result.map(ScriptReport::new));
         }
     }
-    // The relay and idle parts come after the core figures: a failure there is reported
-    // (table, notes, JSON) instead of losing what was already measured.
+    // The other parts come after the core figures: a failure there is reported (table,
+    // notes, JSON) instead of losing what was already measured.
+    if parts.contains(&Part::Repeat) {
+        let n = subscribers.iter().copied().max().unwrap_or(1);
+        let mut runs: Vec<(ServerKind, Vec<LoadResult>)> =
+            servers.iter().map(|&kind| (kind, Vec::new())).collect();
+        for round in 1..=repeats {
+            for (kind, kind_runs) in &mut runs {
+                match bench_repeat_round(*kind, &context, n, round) {
+                    Ok(result) => kind_runs.push(result),
+                    Err(error) => {
+                        let text = format!(
+                            "repeat round {round} for {} failed: {error:#}",
+                            kind.label()
+                        );
+                        eprintln!("{text}");
+                        measured.failures.push(text);
+                    }
+                }
+            }
+        }
+        let servers = runs
+            .into_iter()
+            .map(|(kind, runs)| RepeatServer::new(kind.label(), runs))
+            .collect();
+        measured.repeat = Some(RepeatReport::new(n, seconds, repeats, servers));
+    }
     if parts.contains(&Part::Relay) {
         let mut relay = RelayReport::new(relay_seconds);
         relay.servers = each_server(&servers, "relay hop", &mut measured.failures, |kind| {
@@ -761,25 +804,88 @@ fn bench_server(kind: ServerKind, context: &Plan) -> Result<(ServerResult, Optio
 }
 
 /// The scale part for one server: its own process and publisher, N climbing through the steps.
+/// A main server with the clip published to it and live.
+struct LiveServer {
+    port: u16,
+    server: ChildGuard,
+    log: PathBuf,
+    publisher: ChildGuard,
+}
+
+impl LiveServer {
+    /// Starts `kind` and the publisher (its log named after `part`), waits until the stream
+    /// plays.
+    fn start(kind: ServerKind, context: &Plan, part: &str) -> Result<LiveServer> {
+        let name = kind.label();
+        let port = free_port()?;
+        let (mut server, log) = start_server(kind, port, context, Role::Main)?;
+        wait_for_port(port, Duration::from_secs(20), &mut server)
+            .with_context(|| format!("starting {name} (see {})", log.display()))?;
+        let publisher_log = context.dir.join(format!("publisher-{name}-{part}.log"));
+        let publisher = start_publisher(port, APP, &publisher_log, context)?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime
+            .block_on(wait_live(port, APP, STREAM, Duration::from_secs(30)))
+            .with_context(|| format!("see {}", publisher_log.display()))?;
+        Ok(LiveServer {
+            port,
+            server,
+            log,
+            publisher,
+        })
+    }
+
+    fn stop(mut self) {
+        self.publisher.stop();
+        self.server.stop();
+    }
+}
+
+/// One round of the repeat part for `kind`: a fresh server and publisher, one window at N.
+fn bench_repeat_round(
+    kind: ServerKind,
+    context: &Plan,
+    n: usize,
+    round: usize,
+) -> Result<LoadResult> {
+    let name = kind.label();
+    let live = LiveServer::start(kind, context, "repeat")?;
+    let result = run_load(context, live.port, live.server.pid(), n, context.seconds)
+        .with_context(|| format!("{name} at N={n} (see {})", live.log.display()))?;
+    println!(
+        "{name}: repeat {round} N={n:<5} CPU {:.1} %  {:.0} Mbit/s  kept up {}/{n}  lag+ p99 {} ms (audio {})  client CPU {:.0} %{}",
+        result.server_cpu_pct,
+        result.mbit_per_s,
+        result.kept_up,
+        report::fmt_opt(result.lag_over_min_ms.p99, 0),
+        report::fmt_opt(result.audio_lag_over_min_ms.p99, 0),
+        result.client_cpu_pct,
+        if result.client_saturated {
+            "  load client saturated"
+        } else {
+            ""
+        },
+    );
+    live.stop();
+    Ok(result)
+}
+
 fn bench_scale(kind: ServerKind, context: &Plan) -> Result<ScaleServer> {
     let name = kind.label();
     println!("\n==> {name}: scale");
-    let port = free_port()?;
-    let (mut server, log) = start_server(kind, port, context, Role::Main)?;
-    wait_for_port(port, Duration::from_secs(20), &mut server)
-        .with_context(|| format!("starting {name} (see {})", log.display()))?;
-    let publisher_log = context.dir.join(format!("publisher-{name}-scale.log"));
-    let mut publisher = start_publisher(port, APP, &publisher_log, context)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime
-        .block_on(wait_live(port, APP, STREAM, Duration::from_secs(30)))
-        .with_context(|| format!("see {}", publisher_log.display()))?;
+    let mut live = LiveServer::start(kind, context, "scale")?;
     let mut runs = Vec::new();
     for &n in &context.scale_steps {
-        let result = run_load(context, port, server.pid(), n, context.scale_seconds)
-            .with_context(|| format!("{name} at N={n} (see {})", log.display()))?;
+        let result = run_load(
+            context,
+            live.port,
+            live.server.pid(),
+            n,
+            context.scale_seconds,
+        )
+        .with_context(|| format!("{name} at N={n} (see {})", live.log.display()))?;
         println!(
             "{name}: scale N={n:<5} kept up {}/{n}  CPU {:.1} %  client CPU {:.0} %{}",
             result.kept_up,
@@ -793,15 +899,14 @@ fn bench_scale(kind: ServerKind, context: &Plan) -> Result<ScaleServer> {
         );
         let go_on = climb_on(&result);
         runs.push(result);
-        server.check_running()?;
-        publisher.check_running()?;
+        live.server.check_running()?;
+        live.publisher.check_running()?;
         if !go_on {
             break;
         }
         std::thread::sleep(Duration::from_secs(1));
     }
-    publisher.stop();
-    server.stop();
+    live.stop();
     Ok(ScaleServer::new(name, runs))
 }
 

@@ -187,6 +187,16 @@ pub struct LoadResult {
     pub video_first_arrival_lag_ms: Quantiles,
     /// The same for audio frames.
     pub audio_first_arrival_lag_ms: Quantiles,
+    /// Lag on one clock for the whole stream: when a player got a frame less the frame's
+    /// timestamp, less the smallest such difference of any frame's first arrival (audio or
+    /// video), every player and frame, ms. Unlike `lag_over_min_ms` it keeps what is the same
+    /// for every frame of one player (its place in the fan-out round) and does not move with
+    /// a server's best frame of each player: the end-to-end delay beyond the best the run saw.
+    pub stream_clock_lag_ms: Quantiles,
+    /// `stream_clock_lag_ms` of video frames only.
+    pub video_stream_clock_lag_ms: Quantiles,
+    /// `stream_clock_lag_ms` of audio frames only.
+    pub audio_stream_clock_lag_ms: Quantiles,
     /// Server CPU % over the window (100 = one core).
     pub server_cpu_pct: f64,
     /// Largest VmRSS sampled from the first connect to the window's end, MB.
@@ -688,17 +698,24 @@ async fn load(args: LoadArgs) -> Result<LoadResult> {
     result.audio_fanout_spread_ms = fanout.audio_spread;
     result.video_first_arrival_lag_ms = fanout.video_first_arrival;
     result.audio_first_arrival_lag_ms = fanout.audio_first_arrival;
+    result.stream_clock_lag_ms = fanout.stream_clock_lag;
+    result.video_stream_clock_lag_ms = fanout.video_stream_clock_lag;
+    result.audio_stream_clock_lag_ms = fanout.audio_stream_clock_lag;
     Ok(result)
 }
 
 /// What the per-frame view of every player's samples shows: how long one frame takes to reach
-/// every player (spread), and when it first reaches any (first arrival).
+/// every player (spread), when it first reaches any (first arrival), and each arrival on the
+/// stream's one clock.
 #[derive(Default)]
 struct FanoutFigures {
     video_spread: Quantiles,
     audio_spread: Quantiles,
     video_first_arrival: Quantiles,
     audio_first_arrival: Quantiles,
+    stream_clock_lag: Quantiles,
+    video_stream_clock_lag: Quantiles,
+    audio_stream_clock_lag: Quantiles,
 }
 
 impl FanoutFigures {
@@ -718,6 +735,27 @@ impl FanoutFigures {
         let enough = players.len().div_ceil(2).max(1);
         frames.retain(|_, (_, count)| *count >= enough);
         let mut figures = FanoutFigures::default();
+        // The best first arrival of any frame against its timestamp: the stream clock's zero.
+        let best = frames
+            .iter()
+            .map(|((_, timestamp), (first, _))| first - f64::from(*timestamp))
+            .fold(f64::INFINITY, f64::min);
+        let mut stream_clock = (vec![], vec![]);
+        for sample in players.iter().flat_map(|stats| &stats.lags) {
+            if frames.contains_key(&(sample.audio, sample.timestamp)) {
+                let lag = sample.at_ms - f64::from(sample.timestamp) - best;
+                if sample.audio {
+                    &mut stream_clock.1
+                } else {
+                    &mut stream_clock.0
+                }
+                .push(lag);
+            }
+        }
+        let (video, audio) = stream_clock;
+        figures.stream_clock_lag = Quantiles::of(video.iter().chain(&audio).copied().collect());
+        figures.video_stream_clock_lag = Quantiles::of(video);
+        figures.audio_stream_clock_lag = Quantiles::of(audio);
         for audio in [false, true] {
             let spread: Vec<f64> = players
                 .iter()
@@ -1069,6 +1107,14 @@ mod tests {
         assert_eq!(figures.video_first_arrival.p50, Some(0.0));
         assert_eq!(figures.video_first_arrival.p99, Some(10.0));
         assert_eq!(figures.audio_first_arrival.count, 1);
+        // On the stream's one clock (zero: video 0's first arrival, the best of any frame),
+        // each player keeps its own place: the third is 3 ms late on everything, the second 6,
+        // and audio 20 and video 40 came 10 ms later than video 0 for all.
+        assert_eq!(figures.stream_clock_lag.count, 9);
+        assert_eq!(figures.video_stream_clock_lag.p50, Some(6.0));
+        assert_eq!(figures.video_stream_clock_lag.p99, Some(16.0));
+        assert_eq!(figures.audio_stream_clock_lag.p50, Some(13.0));
+        assert_eq!(figures.audio_stream_clock_lag.p99, Some(16.0));
 
         let lonely = [
             player(&[(false, 0, 100.0)]),

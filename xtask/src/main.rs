@@ -17,6 +17,7 @@ mod idle;
 mod load;
 mod procfs;
 mod relay;
+mod repeat;
 mod report;
 mod scale;
 mod tools;

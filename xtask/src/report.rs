@@ -8,6 +8,7 @@ use crate::bench::{TARGET_IDLE_KIB, TARGET_RELAY_P50_MS, TARGET_RELAY_P99_MS};
 use crate::idle::IdleResult;
 use crate::load::{LoadResult, Quantiles, ScriptResult, SetupResult};
 use crate::relay::HopResult;
+use crate::repeat::RepeatReport;
 use crate::scale::ScaleReport;
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -304,6 +305,8 @@ pub struct Measured {
     pub idle_memory: Option<IdleReport>,
     /// Players kept up as N grows.
     pub scale: Option<ScaleReport>,
+    /// The largest N again, in alternating rounds.
+    pub repeat: Option<RepeatReport>,
     /// Parts that failed (reported as notes).
     pub failures: Vec<String>,
 }
@@ -394,6 +397,8 @@ pub struct Report {
     pub idle_memory: Option<IdleReport>,
     /// Players kept up as N grows, per server.
     pub scale: Option<ScaleReport>,
+    /// The largest N again, in alternating rounds, per server.
+    pub repeat: Option<RepeatReport>,
     /// Parts that failed.
     pub failures: Vec<String>,
     /// Ascend / nginx-rtmp, when both ran.
@@ -412,12 +417,12 @@ fn shell(program: &str, args: &[&str]) -> String {
 }
 
 /// Server CPU % per delivered Gbit/s.
-fn cpu_per_gbit(run: &LoadResult) -> Option<f64> {
+pub(crate) fn cpu_per_gbit(run: &LoadResult) -> Option<f64> {
     (run.mbit_per_s > 0.0).then(|| run.server_cpu_pct / (run.mbit_per_s / 1000.0))
 }
 
 /// `a / b` when both are meaningful (b > 0, a >= 0).
-fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+pub(crate) fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     match (a, b) {
         (Some(a), Some(b)) if a.is_finite() && b.is_finite() && a >= 0.0 && b > 0.0 => Some(a / b),
         _ => None,
@@ -440,6 +445,7 @@ impl Report {
             relay,
             idle_memory,
             scale,
+            repeat,
             failures,
         } = measured;
         let args: Vec<String> = std::env::args().skip(1).collect();
@@ -476,6 +482,7 @@ impl Report {
             relay,
             idle_memory,
             scale,
+            repeat,
             failures,
             ratios: None,
             notes: Vec::new(),
@@ -641,6 +648,13 @@ impl Report {
                  fan-out, and this client reading 1000 sockets); *_first_arrival_lag_ms in the \
                  JSON is the rest: the publisher's own jitter and the server's delay before its \
                  fan-out starts"
+                    .to_string(),
+            );
+            notes.push(
+                "stream-clock lag (JSON stream_clock_lag_ms, repeat table) = when a player got \
+                 a frame less the frame's timestamp, on one clock for the whole stream, less the \
+                 best first arrival of any frame: unlike lag+ it keeps each player's place in \
+                 the fan-out and does not move with each player's own best frame"
                     .to_string(),
             );
         }
@@ -815,6 +829,9 @@ pub fn print(report: &Report) {
     print_script(report);
     print_relay(report);
     print_idle(report);
+    if let Some(repeat) = &report.repeat {
+        crate::repeat::print(repeat);
+    }
     if let Some(scale) = &report.scale {
         crate::scale::print(scale);
     }
