@@ -619,34 +619,20 @@ fn start_publisher_to(
 fn bench_server(kind: ServerKind, context: &Plan) -> Result<(ServerResult, Option<ScriptResult>)> {
     let name = kind.label();
     println!("\n==> {name}");
-    let port = free_port()?;
-    let (mut server, log) = start_server(kind, port, context, Role::Main)?;
-    wait_for_port(port, Duration::from_secs(20), &mut server)
-        .with_context(|| format!("starting {name} (see {})", log.display()))?;
+    let LiveServer {
+        port,
+        mut server,
+        log,
+        mut publisher,
+        publisher_log,
+        live_after,
+    } = LiveServer::start(kind, context, &format!("publisher-{name}.log"))?;
     println!(
-        "{name}: pid {} on 127.0.0.1:{port}, log {}",
+        "{name}: pid {} on 127.0.0.1:{port}, log {}; stream live after {:.2} s",
         server.pid(),
-        log.display()
+        log.display(),
+        live_after.as_secs_f64()
     );
-
-    let publisher_log = context.dir.join(format!("publisher-{name}.log"));
-    let mut publisher = start_publisher(port, APP, &publisher_log, context)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let live = runtime.block_on(wait_live(port, APP, STREAM, Duration::from_secs(30)));
-    let live = match live {
-        Ok(after) => after,
-        Err(error) => {
-            let publisher_state = publisher
-                .check_running()
-                .err()
-                .map(|e| format!("; {e:#} (see {})", publisher_log.display()))
-                .unwrap_or_default();
-            bail!("{error:#}{publisher_state}");
-        }
-    };
-    println!("{name}: stream live after {:.2} s", live.as_secs_f64());
 
     let mut runs = Vec::new();
     for &n in &context.subscribers {
@@ -672,7 +658,7 @@ fn bench_server(kind: ServerKind, context: &Plan) -> Result<(ServerResult, Optio
             result.mbit_per_s,
             result.kept_up,
             result.client_cpu_pct,
-            if result.client_saturated { "  load client saturated" } else { "" },
+            result.saturation_mark(),
             started.elapsed().as_secs_f64(),
         );
         if !result.errors.is_empty() {
@@ -719,7 +705,7 @@ fn bench_server(kind: ServerKind, context: &Plan) -> Result<(ServerResult, Optio
             .dir
             .join(format!("publisher-{name}-{SCRIPTED_APP}.log"));
         let mut second = start_publisher(port, SCRIPTED_APP, &script_log, context)?;
-        let scripted_live = runtime.block_on(wait_live(
+        let scripted_live = crate::load::runtime()?.block_on(wait_live(
             port,
             SCRIPTED_APP,
             STREAM,
@@ -794,7 +780,7 @@ fn bench_server(kind: ServerKind, context: &Plan) -> Result<(ServerResult, Optio
     Ok((
         ServerResult {
             name: name.to_string(),
-            live_after_s: live.as_secs_f64(),
+            live_after_s: live_after.as_secs_f64(),
             hwm_mb,
             runs,
             setup,
@@ -810,30 +796,50 @@ struct LiveServer {
     server: ChildGuard,
     log: PathBuf,
     publisher: ChildGuard,
+    publisher_log: PathBuf,
+    /// From the publisher's start until the stream played.
+    live_after: Duration,
 }
 
 impl LiveServer {
-    /// Starts `kind` and the publisher (its log named after `part`), waits until the stream
-    /// plays.
-    fn start(kind: ServerKind, context: &Plan, part: &str) -> Result<LiveServer> {
+    /// Starts `kind` and the publisher (logging to `publisher_log` in the bench folder), waits
+    /// until the stream plays.
+    fn start(kind: ServerKind, context: &Plan, publisher_log: &str) -> Result<LiveServer> {
         let name = kind.label();
         let port = free_port()?;
         let (mut server, log) = start_server(kind, port, context, Role::Main)?;
         wait_for_port(port, Duration::from_secs(20), &mut server)
             .with_context(|| format!("starting {name} (see {})", log.display()))?;
-        let publisher_log = context.dir.join(format!("publisher-{name}-{part}.log"));
-        let publisher = start_publisher(port, APP, &publisher_log, context)?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        runtime
-            .block_on(wait_live(port, APP, STREAM, Duration::from_secs(30)))
-            .with_context(|| format!("see {}", publisher_log.display()))?;
+        let publisher_log = context.dir.join(publisher_log);
+        let mut publisher = start_publisher(port, APP, &publisher_log, context)?;
+        let live_after = match crate::load::runtime()?.block_on(wait_live(
+            port,
+            APP,
+            STREAM,
+            Duration::from_secs(30),
+        )) {
+            Ok(after) => after,
+            Err(error) => {
+                // A publisher that died is the likelier cause: say so.
+                let publisher_state = publisher
+                    .check_running()
+                    .err()
+                    .map(|e| format!("; {e:#}"))
+                    .unwrap_or_default();
+                bail!(
+                    "{error:#}{publisher_state} (see {} and {})",
+                    log.display(),
+                    publisher_log.display()
+                );
+            }
+        };
         Ok(LiveServer {
             port,
             server,
             log,
             publisher,
+            publisher_log,
+            live_after,
         })
     }
 
@@ -851,7 +857,7 @@ fn bench_repeat_round(
     round: usize,
 ) -> Result<LoadResult> {
     let name = kind.label();
-    let live = LiveServer::start(kind, context, "repeat")?;
+    let live = LiveServer::start(kind, context, &format!("publisher-{name}-repeat.log"))?;
     let result = run_load(context, live.port, live.server.pid(), n, context.seconds)
         .with_context(|| format!("{name} at N={n} (see {})", live.log.display()))?;
     println!(
@@ -862,11 +868,7 @@ fn bench_repeat_round(
         report::fmt_opt(result.lag_over_min_ms.p99, 0),
         report::fmt_opt(result.audio_lag_over_min_ms.p99, 0),
         result.client_cpu_pct,
-        if result.client_saturated {
-            "  load client saturated"
-        } else {
-            ""
-        },
+        result.saturation_mark(),
     );
     live.stop();
     Ok(result)
@@ -875,7 +877,7 @@ fn bench_repeat_round(
 fn bench_scale(kind: ServerKind, context: &Plan) -> Result<ScaleServer> {
     let name = kind.label();
     println!("\n==> {name}: scale");
-    let mut live = LiveServer::start(kind, context, "scale")?;
+    let mut live = LiveServer::start(kind, context, &format!("publisher-{name}-scale.log"))?;
     let mut runs = Vec::new();
     for &n in &context.scale_steps {
         let result = run_load(
@@ -891,11 +893,7 @@ fn bench_scale(kind: ServerKind, context: &Plan) -> Result<ScaleServer> {
             result.kept_up,
             result.server_cpu_pct,
             result.client_cpu_pct,
-            if result.client_saturated {
-                "  load client saturated"
-            } else {
-                ""
-            },
+            result.saturation_mark(),
         );
         let go_on = climb_on(&result);
         runs.push(result);
@@ -1014,9 +1012,7 @@ fn bench_relay(kind: ServerKind, context: &Plan) -> Result<RelayServer> {
         "\n==> {name}: relay hop ({} s windows)",
         context.relay_seconds
     );
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = crate::load::runtime()?;
     let edge_port = free_port()?;
     let (mut edge, edge_log) = start_server(kind, edge_port, context, Role::RelayEdge)?;
     wait_for_port(edge_port, Duration::from_secs(20), &mut edge)

@@ -209,6 +209,17 @@ pub struct LoadResult {
     pub client_saturated: bool,
 }
 
+impl LoadResult {
+    /// What a printed row ends with: a warning when the load client was saturated.
+    pub fn saturation_mark(&self) -> &'static str {
+        if self.client_saturated {
+            "  load client saturated"
+        } else {
+            ""
+        }
+    }
+}
+
 /// What one `bench-setup` run measured.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct SetupResult {

@@ -214,11 +214,7 @@ pub fn print(report: &RepeatReport) {
                     0
                 ),
                 run.client_cpu_pct,
-                if run.client_saturated {
-                    "  load client saturated"
-                } else {
-                    ""
-                },
+                run.saturation_mark(),
             );
         }
         let m = &server.medians;

@@ -886,11 +886,7 @@ fn print_core(report: &Report) {
                     0
                 ),
                 run.client_cpu_pct,
-                if run.client_saturated {
-                    "  load client saturated"
-                } else {
-                    ""
-                },
+                run.saturation_mark(),
             );
         }
     }

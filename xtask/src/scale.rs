@@ -109,11 +109,7 @@ pub fn print(report: &ScaleReport) {
                 run.server_rss_peak_mb,
                 run.client_cpu_pct,
                 crate::report::pair(run.lag_over_min_ms.p50, run.lag_over_min_ms.p99, 0),
-                if run.client_saturated {
-                    "  load client saturated"
-                } else {
-                    ""
-                },
+                run.saturation_mark(),
             );
         }
     }
