@@ -107,6 +107,12 @@ pub struct BenchArgs {
     /// 2 with --quick].
     #[arg(long)]
     pub repeats: Option<usize>,
+    /// Repeat part: publish through a tap that notes when each frame entered the server, for
+    /// the time each frame spent in the server. Costs Ascend about 3 points of CPU at N = 1000
+    /// (the tap forwards the publisher's small writes one by one), so the CPU figures of
+    /// tapped rounds are not the fan-out target's.
+    #[arg(long)]
+    pub tap_publisher: bool,
     /// Relay hop window, seconds [default: 20, 5 with --quick].
     #[arg(long)]
     pub relay_seconds: Option<f64>,
@@ -205,6 +211,7 @@ struct Plan {
     idle_connections: usize,
     scale_steps: Vec<usize>,
     scale_seconds: f64,
+    tap_publisher: bool,
 }
 
 /// Runs the benchmark.
@@ -321,6 +328,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         idle_connections: args.idle_connections,
         scale_steps,
         scale_seconds,
+        tap_publisher: args.tap_publisher,
     };
     let mut measured = Measured::default();
     if parts.contains(&Part::Core) {
@@ -356,7 +364,13 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             .into_iter()
             .map(|(kind, runs)| RepeatServer::new(kind.label(), runs))
             .collect();
-        measured.repeat = Some(RepeatReport::new(n, seconds, repeats, servers));
+        measured.repeat = Some(RepeatReport::new(
+            n,
+            seconds,
+            repeats,
+            context.tap_publisher,
+            servers,
+        ));
     }
     if parts.contains(&Part::Relay) {
         let mut relay = RelayReport::new(relay_seconds);
@@ -626,7 +640,8 @@ fn bench_server(kind: ServerKind, context: &Plan) -> Result<(ServerResult, Optio
         mut publisher,
         publisher_log,
         live_after,
-    } = LiveServer::start(kind, context, &format!("publisher-{name}.log"))?;
+        tap: _,
+    } = LiveServer::start(kind, context, &format!("publisher-{name}.log"), false)?;
     println!(
         "{name}: pid {} on 127.0.0.1:{port}, log {}; stream live after {:.2} s",
         server.pid(),
@@ -638,7 +653,7 @@ fn bench_server(kind: ServerKind, context: &Plan) -> Result<(ServerResult, Optio
     for &n in &context.subscribers {
         let started = Instant::now();
         let result =
-            run_load(context, port, server.pid(), n, context.seconds).inspect_err(|_| {
+            run_load(context, port, server.pid(), n, context.seconds, None).inspect_err(|_| {
                 // A dead server or publisher is the likelier cause: say so first.
                 let _ = server
                     .check_running()
@@ -799,19 +814,33 @@ struct LiveServer {
     publisher_log: PathBuf,
     /// From the publisher's start until the stream played.
     live_after: Duration,
+    /// The tap the publisher goes through, if asked for.
+    tap: Option<crate::tap::Tap>,
 }
 
 impl LiveServer {
-    /// Starts `kind` and the publisher (logging to `publisher_log` in the bench folder), waits
-    /// until the stream plays.
-    fn start(kind: ServerKind, context: &Plan, publisher_log: &str) -> Result<LiveServer> {
+    /// Starts `kind` and the publisher (logging to `publisher_log` in the bench folder),
+    /// through a tap when `tapped`, and waits until the stream plays.
+    fn start(
+        kind: ServerKind,
+        context: &Plan,
+        publisher_log: &str,
+        tapped: bool,
+    ) -> Result<LiveServer> {
         let name = kind.label();
         let port = free_port()?;
         let (mut server, log) = start_server(kind, port, context, Role::Main)?;
         wait_for_port(port, Duration::from_secs(20), &mut server)
             .with_context(|| format!("starting {name} (see {})", log.display()))?;
         let publisher_log = context.dir.join(publisher_log);
-        let mut publisher = start_publisher(port, APP, &publisher_log, context)?;
+        let tap = if tapped {
+            let log = context.dir.join(format!("tap-{name}.log"));
+            Some(crate::tap::start(port, &log)?)
+        } else {
+            None
+        };
+        let publish_port = tap.as_ref().map_or(port, |tap| tap.port);
+        let mut publisher = start_publisher(publish_port, APP, &publisher_log, context)?;
         let live_after = match crate::load::runtime()?.block_on(wait_live(
             port,
             APP,
@@ -840,6 +869,7 @@ impl LiveServer {
             publisher,
             publisher_log,
             live_after,
+            tap,
         })
     }
 
@@ -857,16 +887,31 @@ fn bench_repeat_round(
     round: usize,
 ) -> Result<LoadResult> {
     let name = kind.label();
-    let live = LiveServer::start(kind, context, &format!("publisher-{name}-repeat.log"))?;
-    let result = run_load(context, live.port, live.server.pid(), n, context.seconds)
-        .with_context(|| format!("{name} at N={n} (see {})", live.log.display()))?;
+    let live = LiveServer::start(
+        kind,
+        context,
+        &format!("publisher-{name}-repeat.log"),
+        context.tap_publisher,
+    )?;
+    let tap_log = live.tap.as_ref().map(|tap| tap.log.as_path());
+    let result = run_load(
+        context,
+        live.port,
+        live.server.pid(),
+        n,
+        context.seconds,
+        tap_log,
+    )
+    .with_context(|| format!("{name} at N={n} (see {})", live.log.display()))?;
     println!(
-        "{name}: repeat {round} N={n:<5} CPU {:.1} %  {:.0} Mbit/s  kept up {}/{n}  lag+ p99 {} ms (audio {})  client CPU {:.0} %{}",
+        "{name}: repeat {round} N={n:<5} CPU {:.1} %  {:.0} Mbit/s  kept up {}/{n}  lag+ p99 {} ms (audio {})  in server p99 {} ms (audio {})  client CPU {:.0} %{}",
         result.server_cpu_pct,
         result.mbit_per_s,
         result.kept_up,
         report::fmt_opt(result.lag_over_min_ms.p99, 0),
         report::fmt_opt(result.audio_lag_over_min_ms.p99, 0),
+        report::fmt_opt(result.server_delay_ms.p99, 1),
+        report::fmt_opt(result.audio_server_delay_ms.p99, 1),
         result.client_cpu_pct,
         result.saturation_mark(),
     );
@@ -877,7 +922,7 @@ fn bench_repeat_round(
 fn bench_scale(kind: ServerKind, context: &Plan) -> Result<ScaleServer> {
     let name = kind.label();
     println!("\n==> {name}: scale");
-    let mut live = LiveServer::start(kind, context, &format!("publisher-{name}-scale.log"))?;
+    let mut live = LiveServer::start(kind, context, &format!("publisher-{name}-scale.log"), false)?;
     let mut runs = Vec::new();
     for &n in &context.scale_steps {
         let result = run_load(
@@ -886,6 +931,7 @@ fn bench_scale(kind: ServerKind, context: &Plan) -> Result<ScaleServer> {
             live.server.pid(),
             n,
             context.scale_seconds,
+            None,
         )
         .with_context(|| format!("{name} at N={n} (see {})", live.log.display()))?;
         println!(
@@ -933,8 +979,15 @@ fn run_script(context: &Plan, port: u16, pid: u32) -> Result<ScriptResult> {
 }
 
 /// Runs `xtask bench-load` (release build, open-files limit raised) and parses its JSON.
-fn run_load(context: &Plan, port: u16, pid: u32, n: usize, seconds: f64) -> Result<LoadResult> {
-    let args = vec![
+fn run_load(
+    context: &Plan,
+    port: u16,
+    pid: u32,
+    n: usize,
+    seconds: f64,
+    tap_log: Option<&Path>,
+) -> Result<LoadResult> {
+    let mut args = vec![
         "bench-load".to_string(),
         "--port".to_string(),
         port.to_string(),
@@ -951,6 +1004,10 @@ fn run_load(context: &Plan, port: u16, pid: u32, n: usize, seconds: f64) -> Resu
         "--server-pid".to_string(),
         pid.to_string(),
     ];
+    if let Some(log) = tap_log {
+        args.push("--tap-log".to_string());
+        args.push(log.display().to_string());
+    }
     run_json(&context.load_client, &args)
 }
 

@@ -50,6 +50,10 @@ pub struct LoadArgs {
     /// The server's process id, to sample its CPU and memory.
     #[arg(long)]
     pub server_pid: u32,
+    /// A publisher tap's log (see `tap.rs`): with it, the result has the time each frame
+    /// spent in the server.
+    #[arg(long)]
+    pub tap_log: Option<std::path::PathBuf>,
 }
 
 /// Arguments of `xtask bench-setup`.
@@ -197,6 +201,17 @@ pub struct LoadResult {
     pub video_stream_clock_lag_ms: Quantiles,
     /// `stream_clock_lag_ms` of audio frames only.
     pub audio_stream_clock_lag_ms: Quantiles,
+    /// Time in the server: when a player got a frame less when the frame wholly passed the
+    /// publisher's tap on its way in, every player and frame, ms (empty without a tap). Free
+    /// of the publisher's own lateness and of any reference frame.
+    pub server_delay_ms: Quantiles,
+    /// `server_delay_ms` of video frames only.
+    pub video_server_delay_ms: Quantiles,
+    /// `server_delay_ms` of audio frames only.
+    pub audio_server_delay_ms: Quantiles,
+    /// Frames received in the window that the tap's log did not have (a server that rewrites
+    /// timestamps would show here).
+    pub server_delay_unmatched: usize,
     /// Server CPU % over the window (100 = one core).
     pub server_cpu_pct: f64,
     /// Largest VmRSS sampled from the first connect to the window's end, MB.
@@ -622,6 +637,7 @@ async fn load(args: LoadArgs) -> Result<LoadResult> {
     let url = url_for(args.port, &args.app)?;
     let n = args.subscribers;
     let t0 = Instant::now();
+    let t0_wall_us = crate::tap::wall_us();
     let ramp = Duration::from_millis(args.ramp_ms);
     let start = t0 + ramp + Duration::from_millis(args.warmup_ms);
     let window = std::sync::Arc::new(Window {
@@ -712,6 +728,26 @@ async fn load(args: LoadArgs) -> Result<LoadResult> {
     result.stream_clock_lag_ms = fanout.stream_clock_lag;
     result.video_stream_clock_lag_ms = fanout.video_stream_clock_lag;
     result.audio_stream_clock_lag_ms = fanout.audio_stream_clock_lag;
+    if let Some(log) = &args.tap_log {
+        let passages = crate::tap::read_passages(log)?;
+        // The window's start on the wall clock, in µs.
+        let window_start_us =
+            t0_wall_us as f64 + window.start.duration_since(t0).as_secs_f64() * 1e6;
+        let (mut video, mut audio) = (vec![], vec![]);
+        for sample in all.iter().flat_map(|stats| &stats.lags) {
+            match passages.get(&(sample.audio, sample.timestamp)) {
+                Some(&passed_us) => {
+                    let delay_ms =
+                        (window_start_us + sample.at_ms * 1000.0 - passed_us as f64) / 1000.0;
+                    if sample.audio { &mut audio } else { &mut video }.push(delay_ms);
+                }
+                None => result.server_delay_unmatched += 1,
+            }
+        }
+        result.server_delay_ms = Quantiles::of(video.iter().chain(&audio).copied().collect());
+        result.video_server_delay_ms = Quantiles::of(video);
+        result.audio_server_delay_ms = Quantiles::of(audio);
+    }
     Ok(result)
 }
 

@@ -20,6 +20,7 @@ mod relay;
 mod repeat;
 mod report;
 mod scale;
+mod tap;
 mod tools;
 
 use anyhow::Result;

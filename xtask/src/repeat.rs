@@ -31,6 +31,12 @@ pub struct RepeatMedians {
     pub stream_clock_lag_p99_ms: Option<f64>,
     /// The same, audio frames.
     pub audio_stream_clock_lag_p99_ms: Option<f64>,
+    /// Time in the server (publisher tap to player) p50, all frames, ms.
+    pub server_delay_p50_ms: Option<f64>,
+    /// Time in the server p99, all frames, ms.
+    pub server_delay_p99_ms: Option<f64>,
+    /// Time in the server p99, audio frames, ms.
+    pub audio_server_delay_p99_ms: Option<f64>,
 }
 
 impl RepeatMedians {
@@ -49,6 +55,9 @@ impl RepeatMedians {
             audio_lag_p99_ms: median_of(&|run| run.audio_lag_over_min_ms.p99),
             stream_clock_lag_p99_ms: median_of(&|run| run.stream_clock_lag_ms.p99),
             audio_stream_clock_lag_p99_ms: median_of(&|run| run.audio_stream_clock_lag_ms.p99),
+            server_delay_p50_ms: median_of(&|run| run.server_delay_ms.p50),
+            server_delay_p99_ms: median_of(&|run| run.server_delay_ms.p99),
+            audio_server_delay_p99_ms: median_of(&|run| run.audio_server_delay_ms.p99),
         }
     }
 }
@@ -96,6 +105,10 @@ pub struct RepeatRatios {
     pub stream_clock_lag_p99: Option<f64>,
     /// The same, audio frames.
     pub audio_stream_clock_lag_p99: Option<f64>,
+    /// Ratio of the medians of the time in the server p99, all frames.
+    pub server_delay_p99: Option<f64>,
+    /// The same, audio frames.
+    pub audio_server_delay_p99: Option<f64>,
     /// Rounds both servers ran.
     pub rounds: usize,
     /// Rounds in which Ascend's lag+ p99 (all frames) was at most nginx-rtmp's.
@@ -126,6 +139,11 @@ impl RepeatRatios {
                 a.medians.audio_stream_clock_lag_p99_ms,
                 b.medians.audio_stream_clock_lag_p99_ms,
             ),
+            server_delay_p99: ratio(a.medians.server_delay_p99_ms, b.medians.server_delay_p99_ms),
+            audio_server_delay_p99: ratio(
+                a.medians.audio_server_delay_p99_ms,
+                b.medians.audio_server_delay_p99_ms,
+            ),
             rounds: rounds.len(),
             rounds_lag_no_worse: no_worse(|run| run.lag_over_min_ms.p99),
             rounds_audio_lag_no_worse: no_worse(|run| run.audio_lag_over_min_ms.p99),
@@ -142,6 +160,9 @@ pub struct RepeatReport {
     pub seconds: f64,
     /// Rounds asked for.
     pub rounds: usize,
+    /// The publisher went through a tap (`--tap-publisher`): the time-in-server figures are
+    /// there, and the CPU figures are a few points high for Ascend.
+    pub tapped: bool,
     /// One entry per server.
     pub servers: Vec<RepeatServer>,
     /// Ascend / nginx-rtmp, when both ran.
@@ -154,6 +175,7 @@ impl RepeatReport {
         subscribers: usize,
         seconds: f64,
         rounds: usize,
+        tapped: bool,
         servers: Vec<RepeatServer>,
     ) -> RepeatReport {
         let find = |name: &str| servers.iter().find(|server| server.name == name);
@@ -165,10 +187,17 @@ impl RepeatReport {
             subscribers,
             seconds,
             rounds,
+            tapped,
             servers,
             ratios,
         }
     }
+}
+
+/// "a / b / c" with one decimal ("-" for what is missing).
+fn triple(a: Option<f64>, b: Option<f64>, c: Option<f64>) -> String {
+    use crate::report::fmt_opt;
+    format!("{} / {} / {}", fmt_opt(a, 1), fmt_opt(b, 1), fmt_opt(c, 1))
 }
 
 /// Prints every round, the medians and the ratios.
@@ -176,11 +205,18 @@ pub fn print(report: &RepeatReport) {
     use crate::report::{fmt_opt, pair};
     println!();
     println!(
-        "repeat: N = {} again, {} rounds of {} s, the servers taking turns, each run a fresh server and publisher",
-        report.subscribers, report.rounds, report.seconds
+        "repeat: N = {} again, {} rounds of {} s, the servers taking turns, each run a fresh server and publisher{}",
+        report.subscribers,
+        report.rounds,
+        report.seconds,
+        if report.tapped {
+            " (through a publisher tap: time in the server measured, CPU a few points high)"
+        } else {
+            ""
+        }
     );
     println!(
-        "{:<11} {:>5} {:>7} {:>8} {:>11} {:>9} {:>9} {:>12} {:>18} {:>9}",
+        "{:<11} {:>5} {:>7} {:>8} {:>11} {:>9} {:>9} {:>12} {:>18} {:>22} {:>9}",
         "server",
         "round",
         "CPU %",
@@ -190,12 +226,13 @@ pub fn print(report: &RepeatReport) {
         "lag+ p99",
         "video/audio",
         "clock p99 all/aud.",
+        "in server p50/p99/aud.",
         "client %"
     );
     for server in &report.servers {
         for (round, run) in server.runs.iter().enumerate() {
             println!(
-                "{:<11} {:>5} {:>7.1} {:>8.1} {:>11} {:>9} {:>9} {:>12} {:>18} {:>9.0}{}",
+                "{:<11} {:>5} {:>7.1} {:>8.1} {:>11} {:>9} {:>9} {:>12} {:>18} {:>22} {:>9.0}{}",
                 server.name,
                 round + 1,
                 run.server_cpu_pct,
@@ -213,13 +250,18 @@ pub fn print(report: &RepeatReport) {
                     run.audio_stream_clock_lag_ms.p99,
                     0
                 ),
+                triple(
+                    run.server_delay_ms.p50,
+                    run.server_delay_ms.p99,
+                    run.audio_server_delay_ms.p99
+                ),
                 run.client_cpu_pct,
                 run.saturation_mark(),
             );
         }
         let m = &server.medians;
         println!(
-            "{:<11} {:>5} {:>7} {:>8} {:>11} {:>9} {:>9} {:>12} {:>18}",
+            "{:<11} {:>5} {:>7} {:>8} {:>11} {:>9} {:>9} {:>12} {:>18} {:>22}",
             server.name,
             "med.",
             fmt_opt(m.cpu_pct, 1),
@@ -233,18 +275,26 @@ pub fn print(report: &RepeatReport) {
                 m.audio_stream_clock_lag_p99_ms,
                 0
             ),
+            triple(
+                m.server_delay_p50_ms,
+                m.server_delay_p99_ms,
+                m.audio_server_delay_p99_ms
+            ),
         );
     }
     if let Some(r) = &report.ratios {
         println!(
             "ascend / nginx-rtmp, medians: CPU per Gbit/s {}, lag+ p99 {} (video {}, audio {}), \
-             stream-clock lag p99 {} (audio {}); lag+ p99 no worse in {}/{} rounds, audio in {}/{}",
+             stream-clock lag p99 {} (audio {}), time in the server p99 {} (audio {}); \
+             lag+ p99 no worse in {}/{} rounds, audio in {}/{}",
             fmt_opt(r.cpu_per_gbit, 2),
             fmt_opt(r.lag_p99, 2),
             fmt_opt(r.video_lag_p99, 2),
             fmt_opt(r.audio_lag_p99, 2),
             fmt_opt(r.stream_clock_lag_p99, 2),
             fmt_opt(r.audio_stream_clock_lag_p99, 2),
+            fmt_opt(r.server_delay_p99, 2),
+            fmt_opt(r.audio_server_delay_p99, 2),
             r.rounds_lag_no_worse,
             r.rounds,
             r.rounds_audio_lag_no_worse,
@@ -298,7 +348,7 @@ mod tests {
         assert_eq!(ascend.medians.cpu_per_gbit, Some(16.0));
         assert_eq!(ascend.medians.lag_p99_ms, Some(40.0));
         assert_eq!(ascend.rounds_all_kept_up, 3);
-        let report = RepeatReport::new(1000, 20.0, 3, vec![ascend, nginx]);
+        let report = RepeatReport::new(1000, 20.0, 3, false, vec![ascend, nginx]);
         let ratios = report.ratios.as_ref().map(|r| {
             (
                 r.cpu_per_gbit,
@@ -315,7 +365,7 @@ mod tests {
     #[test]
     fn one_server_alone_has_no_ratios() {
         let ascend = RepeatServer::new("ascend", vec![run(30.0, 40.0, 41.0)]);
-        assert!(RepeatReport::new(1000, 20.0, 1, vec![ascend])
+        assert!(RepeatReport::new(1000, 20.0, 1, false, vec![ascend])
             .ratios
             .is_none());
     }

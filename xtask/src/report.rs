@@ -703,6 +703,16 @@ impl Report {
                     .to_string(),
             );
         }
+        if self.repeat.as_ref().is_some_and(|repeat| repeat.tapped) {
+            notes.push(
+                "time in the server (repeat part, --tap-publisher) = when a player got a frame \
+                 less when the frame wholly passed a tap between the publisher and the server \
+                 (both on the wall clock): no publisher lateness in it and no reference frame; \
+                 the tap forwards the publisher's writes one by one, which costs Ascend a few \
+                 points of CPU, so those rounds' CPU figures are not the fan-out target's"
+                    .to_string(),
+            );
+        }
         self.relay_notes(&mut notes);
         self.idle_notes(&mut notes);
         for failure in &self.failures {
