@@ -804,7 +804,6 @@ fn bench_server(kind: ServerKind, context: &Plan) -> Result<(ServerResult, Optio
     ))
 }
 
-/// The scale part for one server: its own process and publisher, N climbing through the steps.
 /// A main server with the clip published to it and live.
 struct LiveServer {
     port: u16,
@@ -919,6 +918,7 @@ fn bench_repeat_round(
     Ok(result)
 }
 
+/// The scale part for one server: its own process and publisher, N climbing through the steps.
 fn bench_scale(kind: ServerKind, context: &Plan) -> Result<ScaleServer> {
     let name = kind.label();
     println!("\n==> {name}: scale");
