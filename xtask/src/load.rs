@@ -733,22 +733,40 @@ async fn load(args: LoadArgs) -> Result<LoadResult> {
         // The window's start on the wall clock, in µs.
         let window_start_us =
             t0_wall_us as f64 + window.start.duration_since(t0).as_secs_f64() * 1e6;
-        let (mut video, mut audio) = (vec![], vec![]);
-        for sample in all.iter().flat_map(|stats| &stats.lags) {
-            match passages.get(&(sample.audio, sample.timestamp)) {
-                Some(&passed_us) => {
-                    let delay_ms =
-                        (window_start_us + sample.at_ms * 1000.0 - passed_us as f64) / 1000.0;
-                    if sample.audio { &mut audio } else { &mut video }.push(delay_ms);
-                }
-                None => result.server_delay_unmatched += 1,
-            }
-        }
-        result.server_delay_ms = Quantiles::of(video.iter().chain(&audio).copied().collect());
-        result.video_server_delay_ms = Quantiles::of(video);
-        result.audio_server_delay_ms = Quantiles::of(audio);
+        let samples: Vec<&LagSample> = all.iter().flat_map(|stats| &stats.lags).collect();
+        let delays: Vec<(bool, f64)> = samples
+            .iter()
+            .filter_map(|sample| {
+                let passed_us = *passages.get(&(sample.audio, sample.timestamp))?;
+                let delay_ms =
+                    (window_start_us + sample.at_ms * 1000.0 - passed_us as f64) / 1000.0;
+                Some((sample.audio, delay_ms))
+            })
+            .collect();
+        result.server_delay_unmatched = samples.len() - delays.len();
+        (
+            result.server_delay_ms,
+            result.video_server_delay_ms,
+            result.audio_server_delay_ms,
+        ) = quantiles_by_kind(delays);
     }
     Ok(result)
+}
+
+/// Quantiles of `(audio, value)` pairs: of all values, of video's, of audio's.
+fn quantiles_by_kind(
+    values: impl IntoIterator<Item = (bool, f64)>,
+) -> (Quantiles, Quantiles, Quantiles) {
+    let (mut video, mut audio) = (vec![], vec![]);
+    for (is_audio, value) in values {
+        if is_audio { &mut audio } else { &mut video }.push(value);
+    }
+    let all = video.iter().chain(&audio).copied().collect();
+    (
+        Quantiles::of(all),
+        Quantiles::of(video),
+        Quantiles::of(audio),
+    )
 }
 
 /// What the per-frame view of every player's samples shows: how long one frame takes to reach
@@ -787,22 +805,22 @@ impl FanoutFigures {
             .iter()
             .map(|((_, timestamp), (first, _))| first - f64::from(*timestamp))
             .fold(f64::INFINITY, f64::min);
-        let mut stream_clock = (vec![], vec![]);
-        for sample in players.iter().flat_map(|stats| &stats.lags) {
-            if frames.contains_key(&(sample.audio, sample.timestamp)) {
-                let lag = sample.at_ms - f64::from(sample.timestamp) - best;
-                if sample.audio {
-                    &mut stream_clock.1
-                } else {
-                    &mut stream_clock.0
-                }
-                .push(lag);
-            }
-        }
-        let (video, audio) = stream_clock;
-        figures.stream_clock_lag = Quantiles::of(video.iter().chain(&audio).copied().collect());
-        figures.video_stream_clock_lag = Quantiles::of(video);
-        figures.audio_stream_clock_lag = Quantiles::of(audio);
+        (
+            figures.stream_clock_lag,
+            figures.video_stream_clock_lag,
+            figures.audio_stream_clock_lag,
+        ) = quantiles_by_kind(
+            players
+                .iter()
+                .flat_map(|stats| &stats.lags)
+                .filter(|sample| frames.contains_key(&(sample.audio, sample.timestamp)))
+                .map(|sample| {
+                    (
+                        sample.audio,
+                        sample.at_ms - f64::from(sample.timestamp) - best,
+                    )
+                }),
+        );
         for audio in [false, true] {
             let spread: Vec<f64> = players
                 .iter()
