@@ -708,8 +708,9 @@ impl Report {
                 "time in the server (repeat part, --tap-publisher) = when a player got a frame \
                  less when the frame wholly passed a tap between the publisher and the server \
                  (both on the wall clock): no publisher lateness in it and no reference frame; \
-                 the tap forwards the publisher's writes one by one, which costs Ascend a few \
-                 points of CPU, so those rounds' CPU figures are not the fan-out target's"
+                 through the tap the frames come a little less bunched, so Ascend's audio hold \
+                 saves fewer writes (a few points of CPU): those rounds' CPU figures are not the \
+                 fan-out target's"
                     .to_string(),
             );
         }
