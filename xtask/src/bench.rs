@@ -872,6 +872,14 @@ impl LiveServer {
         })
     }
 
+    /// One load window of `n` players of this server's stream (time in the server too when
+    /// the publisher goes through a tap).
+    fn load(&self, context: &Plan, n: usize, seconds: f64) -> Result<LoadResult> {
+        let tap_log = self.tap.as_ref().map(|tap| tap.log.as_path());
+        run_load(context, self.port, self.server.pid(), n, seconds, tap_log)
+            .with_context(|| format!("N={n} (see {})", self.log.display()))
+    }
+
     fn stop(mut self) {
         self.publisher.stop();
         self.server.stop();
@@ -892,16 +900,7 @@ fn bench_repeat_round(
         &format!("publisher-{name}-repeat.log"),
         context.tap_publisher,
     )?;
-    let tap_log = live.tap.as_ref().map(|tap| tap.log.as_path());
-    let result = run_load(
-        context,
-        live.port,
-        live.server.pid(),
-        n,
-        context.seconds,
-        tap_log,
-    )
-    .with_context(|| format!("{name} at N={n} (see {})", live.log.display()))?;
+    let result = live.load(context, n, context.seconds)?;
     println!(
         "{name}: repeat {round} N={n:<5} CPU {:.1} %  {:.0} Mbit/s  kept up {}/{n}  lag+ p99 {} ms (audio {})  in server p99 {} ms (audio {})  client CPU {:.0} %{}",
         result.server_cpu_pct,
@@ -925,15 +924,7 @@ fn bench_scale(kind: ServerKind, context: &Plan) -> Result<ScaleServer> {
     let mut live = LiveServer::start(kind, context, &format!("publisher-{name}-scale.log"), false)?;
     let mut runs = Vec::new();
     for &n in &context.scale_steps {
-        let result = run_load(
-            context,
-            live.port,
-            live.server.pid(),
-            n,
-            context.scale_seconds,
-            None,
-        )
-        .with_context(|| format!("{name} at N={n} (see {})", live.log.display()))?;
+        let result = live.load(context, n, context.scale_seconds)?;
         println!(
             "{name}: scale N={n:<5} kept up {}/{n}  CPU {:.1} %  client CPU {:.0} %{}",
             result.kept_up,
