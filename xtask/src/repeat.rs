@@ -9,7 +9,7 @@
 
 use serde::Serialize;
 
-use crate::load::{percentile, LoadResult};
+use crate::load::{median, LoadResult};
 use crate::report::{cpu_per_gbit, ratio};
 
 /// The medians of one server's rounds.
@@ -43,8 +43,7 @@ impl RepeatMedians {
     fn of(runs: &[LoadResult]) -> RepeatMedians {
         let median_of = |value: &dyn Fn(&LoadResult) -> Option<f64>| {
             let mut values: Vec<f64> = runs.iter().filter_map(value).collect();
-            values.sort_by(f64::total_cmp);
-            percentile(&values, 50.0)
+            median(&mut values)
         };
         RepeatMedians {
             cpu_pct: median_of(&|run| Some(run.server_cpu_pct)),

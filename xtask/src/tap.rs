@@ -22,8 +22,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
-use ascend_rtmp::chunk::ChunkDecoder;
-use ascend_rtmp::ChunkLimits;
+use ascend_rtmp::protocol::ProtocolCore;
+use ascend_rtmp::{ChunkLimits, Message};
 
 /// Bytes of the client's handshake (C0, C1, C2) before its first chunk.
 const CLIENT_HANDSHAKE_BYTES: usize = 1 + 1536 + 1536;
@@ -118,10 +118,11 @@ fn forward(
     }
 }
 
-/// Finds the audio and video messages in a publisher's bytes.
+/// Finds the audio and video messages in a publisher's bytes, with the protocol layer the
+/// server and client sessions read with (chunk sizes, aborts, aggregates).
 struct PassageRecorder {
     handshake_left: usize,
-    decoder: ChunkDecoder,
+    protocol: ProtocolCore,
     /// The chunk stream could not be read: stop looking (the bytes are still forwarded).
     broken: bool,
 }
@@ -130,7 +131,7 @@ impl Default for PassageRecorder {
     fn default() -> Self {
         PassageRecorder {
             handshake_left: CLIENT_HANDSHAKE_BYTES,
-            decoder: ChunkDecoder::new(ChunkLimits::default()),
+            protocol: ProtocolCore::new(ChunkLimits::default()),
             broken: false,
         }
     }
@@ -147,29 +148,15 @@ impl PassageRecorder {
         if self.broken || bytes.is_empty() {
             return passed;
         }
-        self.decoder.push(bytes);
+        self.protocol.receive_bytes(bytes);
+        // The tap only listens: what the protocol layer would answer (acknowledgements,
+        // pings) is the server's to send.
+        drop(self.protocol.take_outgoing());
         loop {
-            match self.decoder.next_message() {
-                Ok(Some(message)) => match message.type_id {
-                    1 if message.payload.len() >= 4 => {
-                        let size = u32::from_be_bytes([
-                            message.payload[0],
-                            message.payload[1],
-                            message.payload[2],
-                            message.payload[3],
-                        ]) & 0x7FFF_FFFF;
-                        self.broken |= self.decoder.set_chunk_size(size).is_err();
-                    }
-                    2 if message.payload.len() >= 4 => {
-                        let id = u32::from_be_bytes([
-                            message.payload[0],
-                            message.payload[1],
-                            message.payload[2],
-                            message.payload[3],
-                        ]);
-                        self.decoder.abort(id);
-                    }
-                    8 | 9 => passed.push((message.type_id == 8, message.timestamp)),
+            match self.protocol.next_incoming() {
+                Ok(Some(incoming)) => match incoming.message {
+                    Ok(Message::Audio(_)) => passed.push((true, incoming.timestamp)),
+                    Ok(Message::Video(_)) => passed.push((false, incoming.timestamp)),
                     _ => {}
                 },
                 Ok(None) => return passed,
