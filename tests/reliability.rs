@@ -197,12 +197,13 @@ async fn a_relay_target_that_stops_reading_slows_no_local_player() {
     let mut local = connect(&origin, "live").await.expect("origin player");
     local.play("flood").await.expect("play");
     let app_url = origin.url("live");
-    // 25 MB through the origin while the edge reads nothing (SIGSTOP).
+    // 50 MB through the origin in about four seconds, for 1.5 s of which the edge reads
+    // nothing (SIGSTOP): more than the kernel's socket buffers between the two hold.
     let publisher = tokio::spawn(async move {
         publish_numbered_frames(
             &app_url,
             "flood",
-            500,
+            1000,
             50_000,
             10,
             Duration::from_millis(40),
@@ -214,14 +215,31 @@ async fn a_relay_target_that_stops_reading_slows_no_local_player() {
             async move { collect_numbered_frames(&mut local, Duration::from_secs(60)).await },
         );
     wait_until_live(&edge.url("live/flood"), WAIT).await;
+    let mut far = connect(&edge, "live").await.expect("edge player");
+    far.play("flood").await.expect("edge play");
+    let far_frames =
+        tokio::spawn(
+            async move { collect_numbered_frames(&mut far, Duration::from_secs(60)).await },
+        );
     edge.signal("STOP");
+    // The publisher goes on meanwhile: the relay's socket fills, then the edge reads again
+    // and the relay must carry on to the end of the stream.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    edge.signal("CONT");
     let sent = publisher.await.expect("publisher");
     let received = received.await.expect("player");
-    edge.signal("CONT");
     assert_eq!(
         received.len() as u32,
         sent,
         "a stalled edge cost the origin's player frames"
+    );
+    let far_frames = far_frames.await.expect("edge player");
+    let far_last = far_frames.iter().max().copied().unwrap_or(0);
+    assert!(
+        far_last + 25 >= sent,
+        "the relay did not carry on after the edge read again: the edge player's last frame \
+         is {far_last} of {sent} ({} received)",
+        far_frames.len()
     );
     origin.assert_healthy();
 }

@@ -26,6 +26,7 @@ use ascend_rtmp::{
 };
 use std::collections::VecDeque;
 use std::io::IoSlice;
+use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -112,7 +113,10 @@ impl RtmpUrl {
 
 /// One RTMP client connection.
 pub struct RtmpClient {
-    socket: TcpStream,
+    /// Shared so that a caller driving the client without waiting ([`RtmpClient::try_receive`],
+    /// [`RtmpClient::try_flush`]) can wait for readiness on [`RtmpClient::socket`] while the
+    /// client itself sits behind a lock.
+    socket: Arc<TcpStream>,
     session: ClientSession,
     encoder: ChunkEncoder,
     read_buffer: Vec<u8>,
@@ -138,8 +142,10 @@ impl RtmpClient {
         url: &RtmpUrl,
         args: Vec<AmfValue>,
     ) -> Result<RtmpClient, ClientError> {
+        let mut socket = socket;
+        let remaining = handshake(&mut socket).await?;
         let mut client = RtmpClient {
-            socket,
+            socket: Arc::new(socket),
             session: ClientSession::new(),
             encoder: ChunkEncoder::new(),
             read_buffer: vec![0; 64 * 1024],
@@ -147,7 +153,6 @@ impl RtmpClient {
             unwritten: WriteBatch::new(),
             connect_info: AmfValue::Null,
         };
-        let remaining = client.handshake().await?;
         client.session.receive_bytes(&remaining);
         client.session.connect(&ConnectOptions {
             app: url.app.clone(),
@@ -169,10 +174,6 @@ impl RtmpClient {
         }
     }
 
-    async fn handshake(&mut self) -> Result<Vec<u8>, ClientError> {
-        handshake(&mut self.socket).await
-    }
-
     /// The session, to queue messages directly (then [`RtmpClient::flush`]).
     pub fn session(&mut self) -> &mut ClientSession {
         &mut self.session
@@ -184,8 +185,68 @@ impl RtmpClient {
         for message in self.session.drain_outgoing() {
             self.encoder.encode(&message, &mut self.unwritten);
         }
-        write_batch(&mut self.socket, &mut self.unwritten).await?;
+        while !self.try_flush()? {
+            self.socket.writable().await?;
+        }
         Ok(())
+    }
+
+    /// Encodes what the session queued and writes what the socket takes now, without waiting:
+    /// true when everything went, false when the socket is full (wait for
+    /// [`TcpStream::writable`] on [`RtmpClient::socket`], then call again; the rest stays
+    /// queued, in order).
+    pub fn try_flush(&mut self) -> Result<bool, ClientError> {
+        for message in self.session.drain_outgoing() {
+            self.encoder.encode(&message, &mut self.unwritten);
+        }
+        while !self.unwritten.is_empty() {
+            let written = {
+                let mut slices = [IoSlice::new(&[]); MAX_WRITE_SLICES];
+                let count = self.unwritten.io_slices(&mut slices);
+                match self.socket.try_write_vectored(&slices[..count]) {
+                    Ok(0) => return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into()),
+                    Ok(written) => written,
+                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                        return Ok(false)
+                    }
+                    Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(error) => return Err(error.into()),
+                }
+            };
+            self.unwritten.advance(written);
+        }
+        Ok(true)
+    }
+
+    /// Reads what the socket has now into the session, without waiting: true when something
+    /// was read, false when nothing was there (wait for [`TcpStream::readable`] on
+    /// [`RtmpClient::socket`]). The events it makes come from [`RtmpClient::received_event`].
+    pub fn try_receive(&mut self) -> Result<bool, ClientError> {
+        match self.socket.try_read(&mut self.read_buffer) {
+            Ok(0) => Err(ClientError::Closed),
+            Ok(n) => {
+                self.session.receive_bytes(&self.read_buffer[..n]);
+                Ok(true)
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => Ok(false),
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => Ok(true),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// The next event from what was already received, without IO. Acknowledgements and ping
+    /// answers the session queues go out with the next flush.
+    pub fn received_event(&mut self) -> Result<Option<ClientEvent>, ClientError> {
+        if let Some(event) = self.queued.pop_front() {
+            return Ok(Some(event));
+        }
+        Ok(self.session.next_event()?)
+    }
+
+    /// The socket, to wait for readiness while driving the client with
+    /// [`RtmpClient::try_receive`] and [`RtmpClient::try_flush`].
+    pub fn socket(&self) -> Arc<TcpStream> {
+        Arc::clone(&self.socket)
     }
 
     /// Queues and writes one message (media or data when publishing).
@@ -238,11 +299,9 @@ impl RtmpClient {
                 }
                 continue;
             }
-            let n = self.socket.read(&mut self.read_buffer).await?;
-            if n == 0 {
-                return Err(ClientError::Closed);
+            if !self.try_receive()? {
+                self.socket.readable().await?;
             }
-            self.session.receive_bytes(&self.read_buffer[..n]);
         }
     }
 
@@ -346,7 +405,18 @@ impl RtmpClient {
 
     /// Writes raw bytes on the socket, bypassing the session (for bad-input tests).
     pub async fn write_raw(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
-        self.socket.write_all(bytes).await?;
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            match self.socket.try_write(rest) {
+                Ok(0) => return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into()),
+                Ok(written) => rest = &rest[written..],
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                    self.socket.writable().await?
+                }
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
         Ok(())
     }
 
@@ -394,25 +464,6 @@ pub async fn drive_handshake(
             return Ok(remaining);
         }
     }
-}
-
-/// Writes a batch with vectored writes until it is empty.
-pub async fn write_batch<W>(writer: &mut W, batch: &mut WriteBatch) -> std::io::Result<()>
-where
-    W: AsyncWriteExt + Unpin,
-{
-    while !batch.is_empty() {
-        let written = {
-            let mut slices = [IoSlice::new(&[]); MAX_WRITE_SLICES];
-            let count = batch.io_slices(&mut slices);
-            writer.write_vectored(&slices[..count]).await?
-        };
-        if written == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        batch.advance(written);
-    }
-    Ok(())
 }
 
 #[cfg(test)]

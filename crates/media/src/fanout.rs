@@ -87,6 +87,16 @@ struct FanoutShards {
     spawned: bool,
 }
 
+/// Where in its shard's round a new reader goes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Place {
+    /// Called first in every round of the first shard: for the few readers whose delay others
+    /// inherit (a relay to another server).
+    First,
+    /// After the readers already there, in the first shard with room.
+    Last,
+}
+
 /// Where a registered reader is, to remove it.
 #[derive(Debug)]
 pub(crate) struct Registration {
@@ -99,16 +109,20 @@ impl Fanout {
         self.shards.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Adds `reader` to the first shard with room (a new shard, and its task, if none).
-    pub(crate) fn register(&self, reader: Arc<dyn DirectReader>) -> Registration {
+    /// Adds `reader` to its place: [`Place::Last`] in the first shard with room (a new shard,
+    /// and its task, if none), [`Place::First`] at the front of the first shard, full or not.
+    pub(crate) fn register(&self, reader: Arc<dyn DirectReader>, place: Place) -> Registration {
         let mut shards = self.shards();
         let id = shards.next_id;
         shards.next_id += 1;
-        let index = match shards
-            .list
-            .iter()
-            .position(|shard| shard.members().len() < SHARD_SIZE)
-        {
+        let with_room = match place {
+            Place::First => shards.list.first().map(|_| 0),
+            Place::Last => shards
+                .list
+                .iter()
+                .position(|shard| shard.members().len() < SHARD_SIZE),
+        };
+        let index = match with_room {
             Some(index) => index,
             None => {
                 let shard = Arc::new(Shard::default());
@@ -124,8 +138,18 @@ impl Fanout {
         };
         let shard = &shards.list[index];
         let mut members = shard.members.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut next = Vec::clone(&members);
-        next.push(Member { id, reader });
+        let mut next = Vec::with_capacity(members.len() + 1);
+        let member = Member { id, reader };
+        match place {
+            Place::First => {
+                next.push(member);
+                next.extend(members.iter().cloned());
+            }
+            Place::Last => {
+                next.extend(members.iter().cloned());
+                next.push(member);
+            }
+        }
         *members = Arc::new(next);
         Registration { shard: index, id }
     }

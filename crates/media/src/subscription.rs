@@ -9,7 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::cache::StreamContext;
-use crate::fanout::{DirectReader, Registration};
+use crate::fanout::{DirectReader, Place, Registration};
 use crate::frame::{FrameKind, MediaFrame};
 use crate::hub::HubInner;
 use crate::stream::{RingItem, StreamEntry, StreamState};
@@ -57,10 +57,22 @@ impl Subscription {
     /// them after registering. Registering again replaces the previous reader. Dropping the
     /// subscription unregisters it.
     pub fn read_directly(&mut self, reader: Arc<dyn DirectReader>) {
+        self.register_direct(reader, Place::Last);
+    }
+
+    /// Like [`Self::read_directly`], but `reader` is called first in every round of the
+    /// stream's first fan-out task, before that task's players: for a reader whose delay is
+    /// passed on to others, such as a relay to another server (its far players would otherwise
+    /// wait for up to a round of local writes, about 9 ms at a thousand players).
+    pub fn read_directly_first(&mut self, reader: Arc<dyn DirectReader>) {
+        self.register_direct(reader, Place::First);
+    }
+
+    fn register_direct(&mut self, reader: Arc<dyn DirectReader>, place: Place) {
         if let Some(previous) = self.direct.take() {
             self.entry.fanout.unregister(&previous);
         }
-        self.direct = Some(self.entry.fanout.register(reader));
+        self.direct = Some(self.entry.fanout.register(reader, place));
     }
 
     /// The stream name.

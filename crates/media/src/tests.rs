@@ -943,3 +943,49 @@ async fn held_audio_calls_no_direct_reader_until_the_next_video_frame() {
         ["audio@10", "inter@33"]
     );
 }
+
+/// A direct reader that notes its place in the order of calls.
+struct OrderReader {
+    label: usize,
+    calls: std::sync::Arc<std::sync::Mutex<Vec<usize>>>,
+}
+
+impl crate::DirectReader for OrderReader {
+    fn items_ready(&self) {
+        self.calls.lock().expect("test lock").push(self.label);
+    }
+}
+
+#[tokio::test]
+async fn a_reader_placed_first_is_called_before_the_players_of_a_full_first_task() {
+    let hub = StreamHub::new(HubConfig::default());
+    let publisher = hub.publish("live", 1).expect("publish");
+    let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let reader = |label| {
+        std::sync::Arc::new(OrderReader {
+            label,
+            calls: calls.clone(),
+        })
+    };
+    let mut subscriptions: Vec<Subscription> = (0..crate::fanout::SHARD_SIZE)
+        .map(|label| {
+            let mut subscription = hub.subscribe("live");
+            subscription.read_directly(reader(label));
+            subscription
+        })
+        .collect();
+    let relay = usize::MAX;
+    let mut relay_subscription = hub.subscribe("live");
+    relay_subscription.read_directly_first(reader(relay));
+    subscriptions.push(relay_subscription);
+
+    publisher.send(keyframe(0));
+    until(|| calls.lock().expect("test lock").len() > crate::fanout::SHARD_SIZE).await;
+    let calls = calls.lock().expect("test lock");
+    assert_eq!(calls.len(), crate::fanout::SHARD_SIZE + 1, "one call each");
+    assert_eq!(calls[0], relay, "the first-placed reader waited for others");
+    assert!(
+        calls[1..].windows(2).all(|pair| pair[0] < pair[1]),
+        "the others lost their order"
+    );
+}
