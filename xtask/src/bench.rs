@@ -116,6 +116,11 @@ pub struct BenchArgs {
     /// Relay hop window, seconds [default: 20, 5 with --quick].
     #[arg(long)]
     pub relay_seconds: Option<f64>,
+    /// Relay part: players of the relayed stream on the origin during a second hop window, to
+    /// see whether the edge's players fall behind when the origin is busy (0: no such window)
+    /// [default: 1000, 100 with --quick].
+    #[arg(long)]
+    pub relay_local_players: Option<usize>,
     /// Idle connections per server (at most 4000).
     #[arg(long, default_value_t = 1000)]
     pub idle_connections: usize,
@@ -208,6 +213,7 @@ struct Plan {
     script_setups: usize,
     instance_samples: usize,
     relay_seconds: f64,
+    relay_local_players: usize,
     idle_connections: usize,
     scale_steps: Vec<usize>,
     scale_seconds: f64,
@@ -325,6 +331,11 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             .max(1),
         instance_samples: args.instance_samples.max(1),
         relay_seconds,
+        relay_local_players: args.relay_local_players.unwrap_or(if args.quick {
+            100
+        } else {
+            1000
+        }),
         idle_connections: args.idle_connections,
         scale_steps,
         scale_seconds,
@@ -652,20 +663,27 @@ fn bench_server(kind: ServerKind, context: &Plan) -> Result<(ServerResult, Optio
     let mut runs = Vec::new();
     for &n in &context.subscribers {
         let started = Instant::now();
-        let result =
-            run_load(context, port, server.pid(), n, context.seconds, None).inspect_err(|_| {
-                // A dead server or publisher is the likelier cause: say so first.
-                let _ = server
-                    .check_running()
-                    .and_then(|()| publisher.check_running())
-                    .map_err(|e| {
-                        eprintln!(
-                            "{name}: {e:#} (see {} and {})",
-                            log.display(),
-                            publisher_log.display()
-                        )
-                    });
-            })?;
+        let result = run_load(
+            context,
+            (port, APP, STREAM),
+            server.pid(),
+            n,
+            context.seconds,
+            None,
+        )
+        .inspect_err(|_| {
+            // A dead server or publisher is the likelier cause: say so first.
+            let _ = server
+                .check_running()
+                .and_then(|()| publisher.check_running())
+                .map_err(|e| {
+                    eprintln!(
+                        "{name}: {e:#} (see {} and {})",
+                        log.display(),
+                        publisher_log.display()
+                    )
+                });
+        })?;
         println!(
             "{name}: N={n:<5} CPU {:>6.1} %  RSS {:>7.1} MB  {:>8.1} Mbit/s  kept up {}/{n}  client CPU {:.0} %{}  ({:.1} s)",
             result.server_cpu_pct,
@@ -876,8 +894,15 @@ impl LiveServer {
     /// the publisher goes through a tap).
     fn load(&self, context: &Plan, n: usize, seconds: f64) -> Result<LoadResult> {
         let tap_log = self.tap.as_ref().map(|tap| tap.log.as_path());
-        run_load(context, self.port, self.server.pid(), n, seconds, tap_log)
-            .with_context(|| format!("N={n} (see {})", self.log.display()))
+        run_load(
+            context,
+            (self.port, APP, STREAM),
+            self.server.pid(),
+            n,
+            seconds,
+            tap_log,
+        )
+        .with_context(|| format!("N={n} (see {})", self.log.display()))
     }
 
     fn stop(mut self) {
@@ -972,7 +997,7 @@ fn run_script(context: &Plan, port: u16, pid: u32) -> Result<ScriptResult> {
 /// Runs `xtask bench-load` (release build, open-files limit raised) and parses its JSON.
 fn run_load(
     context: &Plan,
-    port: u16,
+    (port, app, stream): (u16, &str, &str),
     pid: u32,
     n: usize,
     seconds: f64,
@@ -983,9 +1008,9 @@ fn run_load(
         "--port".to_string(),
         port.to_string(),
         "--app".to_string(),
-        APP.to_string(),
+        app.to_string(),
         "--stream".to_string(),
-        STREAM.to_string(),
+        stream.to_string(),
         "--subscribers".to_string(),
         n.to_string(),
         "--seconds".to_string(),
@@ -1094,7 +1119,15 @@ fn bench_relay(kind: ServerKind, context: &Plan) -> Result<RelayServer> {
             plain_log.display()
         );
     }
-    let plain = match run_hop(context, origin_port, APP, None, origin.pid(), None) {
+    let plain = match run_hop(
+        context,
+        origin_port,
+        APP,
+        None,
+        origin.pid(),
+        None,
+        HOP_WARMUP,
+    ) {
         Ok(result) => result,
         Err(error) => {
             let dead = dead_note(&mut [&mut origin, &mut publisher]);
@@ -1143,6 +1176,7 @@ fn bench_relay(kind: ServerKind, context: &Plan) -> Result<RelayServer> {
         Some(edge_port),
         origin.pid(),
         Some(edge.pid()),
+        HOP_WARMUP,
     ) {
         Ok(result) => result,
         Err(error) => {
@@ -1150,13 +1184,28 @@ fn bench_relay(kind: ServerKind, context: &Plan) -> Result<RelayServer> {
             bail!("relayed run: {error:#}{dead} ({logs})");
         }
     };
+    let loaded = if context.relay_local_players > 0 {
+        match busy_origin_hop(
+            context,
+            (origin_port, origin.pid()),
+            (edge_port, edge.pid()),
+        ) {
+            Ok(loaded) => Some(loaded),
+            Err(error) => {
+                let dead = dead_note(&mut [&mut origin, &mut edge, &mut publisher]);
+                bail!("relayed run with local players: {error:#}{dead} ({logs})");
+            }
+        }
+    } else {
+        None
+    };
     publisher.stop();
     origin.check_running()?;
     edge.check_running()?;
     origin.stop();
     edge.stop();
 
-    let server = RelayServer::new(name, plain, relayed);
+    let server = RelayServer::new(name, plain, relayed, loaded);
     println!(
         "{name}: relay hop: {}/{} origin frames matched at the edge (by {}), added p50 {} p99 {} ms (targets <= {TARGET_RELAY_P50_MS} / <= {TARGET_RELAY_P99_MS} ms); origin CPU {:.2} % relaying, {:.2} % plain: {:+.2} % per relayed stream; edge CPU {} %{}",
         server.matched,
@@ -1226,6 +1275,7 @@ fn run_hop(
     edge_port: Option<u16>,
     origin_pid: u32,
     edge_pid: Option<u32>,
+    warmup: Duration,
 ) -> Result<HopResult> {
     let mut args = vec![
         "bench-hop".to_string(),
@@ -1241,6 +1291,8 @@ fn run_hop(
         context.relay_seconds.to_string(),
         "--origin-pid".to_string(),
         origin_pid.to_string(),
+        "--warmup-ms".to_string(),
+        warmup.as_millis().to_string(),
     ];
     if let Some(port) = edge_port {
         args.extend(["--edge-port".to_string(), port.to_string()]);
@@ -1249,6 +1301,50 @@ fn run_hop(
         args.extend(["--edge-pid".to_string(), pid.to_string()]);
     }
     run_json(&context.load_client, &args)
+}
+
+/// The hop measurement's warm-up: from the players' connects to the window's start.
+const HOP_WARMUP: Duration = Duration::from_secs(3);
+
+/// The relay hop again while `context.relay_local_players` players of the relayed stream load
+/// the origin. The hop's players connect first (so the origin's measuring player is not behind
+/// the others in the origin's fan-out), the load's half a second later; the hop's window starts
+/// once the load's players are all playing and ends before they leave.
+fn busy_origin_hop(
+    context: &Plan,
+    (origin_port, origin_pid): (u16, u32),
+    (edge_port, edge_pid): (u16, u32),
+) -> Result<crate::report::BusyOriginHop> {
+    let head_start = Duration::from_millis(500);
+    // The load's ramp (1.5 s) and warm-up (2 s), and a second to spare.
+    let warmup = head_start + Duration::from_millis(4500);
+    std::thread::scope(|scope| {
+        let hop = scope.spawn(|| {
+            run_hop(
+                context,
+                origin_port,
+                RELAY_APP,
+                Some(edge_port),
+                origin_pid,
+                Some(edge_pid),
+                warmup,
+            )
+        });
+        std::thread::sleep(head_start);
+        let load = run_load(
+            context,
+            (origin_port, RELAY_APP, HOP_STREAM),
+            origin_pid,
+            context.relay_local_players,
+            context.relay_seconds + 2.0,
+            None,
+        );
+        let hop = hop
+            .join()
+            .map_err(|_| anyhow::anyhow!("the hop thread panicked"))??;
+        let load = load?;
+        Ok(crate::report::BusyOriginHop::new(&hop, &load))
+    })
 }
 
 /// Runs `xtask bench-idle` and parses its JSON.

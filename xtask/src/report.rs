@@ -138,11 +138,53 @@ pub struct RelayServer {
     pub relayed: HopResult,
     /// The plain run as measured.
     pub plain: HopResult,
+    /// The relay hop again with players of the relayed stream loading the origin, if asked.
+    pub busy_origin: Option<BusyOriginHop>,
+}
+
+/// The relay hop measured while many players of the relayed stream load the origin
+/// (`relay.servers[].busy_origin` in `results.json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct BusyOriginHop {
+    /// Players of the relayed stream on the origin besides the measuring one.
+    pub local_players: usize,
+    /// Of them, how many kept up.
+    pub local_kept_up: usize,
+    /// The origin's CPU % over the load's window.
+    pub origin_cpu_pct: f64,
+    /// Whether the load client was the bottleneck.
+    pub load_client_saturated: bool,
+    /// Origin frames (video pictures in the window) found at the edge.
+    pub matched: usize,
+    /// Of how many.
+    pub origin_frames: usize,
+    /// Edge arrival − arrival at the origin's measuring player (which joined before the load).
+    pub added_ms: Quantiles,
+}
+
+impl BusyOriginHop {
+    /// From the hop measured during `load`.
+    pub fn new(hop: &HopResult, load: &LoadResult) -> BusyOriginHop {
+        BusyOriginHop {
+            local_players: load.subscribers,
+            local_kept_up: load.kept_up,
+            origin_cpu_pct: load.server_cpu_pct,
+            load_client_saturated: load.client_saturated,
+            matched: hop.matched,
+            origin_frames: hop.origin_frames,
+            added_ms: hop.added_ms,
+        }
+    }
 }
 
 impl RelayServer {
-    /// Puts the plain and relayed runs together.
-    pub fn new(name: &str, plain: HopResult, relayed: HopResult) -> RelayServer {
+    /// Puts the plain, relayed and busy-origin runs together.
+    pub fn new(
+        name: &str,
+        plain: HopResult,
+        relayed: HopResult,
+        busy_origin: Option<BusyOriginHop>,
+    ) -> RelayServer {
         // Both runs from the same source, so that the difference means something.
         let precise = plain.cpu_source == "schedstat" && relayed.cpu_source == "schedstat";
         let (relay_cpu, plain_cpu) = if precise {
@@ -164,6 +206,7 @@ impl RelayServer {
             meets_p99_target: relayed.added_ms.p99.map(|v| v <= TARGET_RELAY_P99_MS),
             relayed,
             plain,
+            busy_origin,
         }
     }
 }
@@ -205,6 +248,12 @@ impl RelayReport {
                  origin and live/hop on the edge; after a 3 s warm-up, every video picture the \
                  origin player receives in the window is looked for among the edge player's \
                  (until 0.5 s after the window)"
+                    .to_string(),
+                "busy_origin: the hop again while another load-client process plays the \
+                 relayed stream on the origin with --relay-local-players players (ramp 1.5 s); \
+                 the hop's players connect half a second before them, so the measuring origin \
+                 player is not behind them in the origin's fan-out, and its window starts once \
+                 they all play"
                     .to_string(),
                 "frames are paired by RTMP timestamp, a pair counting only when both payloads \
                  are identical; if fewer than half of the frames found by payload have the same \
@@ -1142,6 +1191,38 @@ fn print_relay(report: &Report) {
     println!("(matched = origin frames found at the edge; added = edge arrival - origin arrival; targets = p50/p99 met or MISSED; origin CPU % = relaying / plain publish with one local player; CPU %/relayed = the difference; CPU from schedstat = per-thread ns, ticks = /proc/PID/stat)");
     if relay.servers.is_empty() {
         println!("(no server finished the relay hop: see the notes)");
+    }
+    let busy: Vec<(&str, &BusyOriginHop)> = relay
+        .servers
+        .iter()
+        .filter_map(|server| Some((server.name.as_str(), server.busy_origin.as_ref()?)))
+        .collect();
+    if busy.is_empty() {
+        return;
+    }
+    println!();
+    println!("relay hop with players of the relayed stream on the origin (the measuring origin player joined before them)");
+    println!(
+        "{:<11} {:>14} {:>11} {:>17} {:>13}",
+        "server", "local kept up", "matched", "added p50/p99 ms", "origin CPU %"
+    );
+    for (name, hop) in busy {
+        println!(
+            "{:<11} {:>14} {:>11} {:>17} {:>13}",
+            name,
+            format!("{}/{}", hop.local_kept_up, hop.local_players),
+            format!("{}/{}", hop.matched, hop.origin_frames),
+            pair(hop.added_ms.p50, hop.added_ms.p99, 2),
+            format!(
+                "{:.1}{}",
+                hop.origin_cpu_pct,
+                if hop.load_client_saturated {
+                    " (client saturated)"
+                } else {
+                    ""
+                }
+            ),
+        );
     }
 }
 
