@@ -130,6 +130,11 @@ pub struct BenchArgs {
     /// Scale part: window per step, seconds [default: 10, 5 with --quick].
     #[arg(long)]
     pub scale_seconds: Option<f64>,
+    /// Write every lag sample of every fan-out window to `DIR/lags-pidPID-nN-K.csv` (the
+    /// server's pid as printed, N players, K-th window of that server), for looking at which
+    /// frames and players make a tail (see BENCHMARKS.md, "Where the lag tail comes from").
+    #[arg(long, value_name = "DIR")]
+    pub dump_lags: Option<PathBuf>,
     /// Use target/release/ascend as it is, without building it first.
     #[arg(long)]
     pub no_build_ascend: bool,
@@ -214,6 +219,7 @@ struct Plan {
     instance_samples: usize,
     relay_seconds: f64,
     relay_local_players: usize,
+    dump_lags: Option<PathBuf>,
     idle_connections: usize,
     scale_steps: Vec<usize>,
     scale_seconds: f64,
@@ -336,6 +342,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         } else {
             1000
         }),
+        dump_lags: args.dump_lags.clone(),
         idle_connections: args.idle_connections,
         scale_steps,
         scale_seconds,
@@ -1023,6 +1030,16 @@ fn run_load(
     if let Some(log) = tap_log {
         args.push("--tap-log".to_string());
         args.push(log.display().to_string());
+    }
+    if let Some(dir) = &context.dump_lags {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let path = (1..)
+            .map(|k| dir.join(format!("lags-pid{pid}-n{n}-{k}.csv")))
+            .find(|path| !path.exists())
+            .context("no free dump file name")?;
+        println!("lag samples of this window: {}", path.display());
+        args.push("--dump-lags".to_string());
+        args.push(path.display().to_string());
     }
     run_json(&context.load_client, &args)
 }

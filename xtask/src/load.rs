@@ -54,6 +54,11 @@ pub struct LoadArgs {
     /// spent in the server.
     #[arg(long)]
     pub tap_log: Option<std::path::PathBuf>,
+    /// Writes every lag sample of the window to this CSV file (player, kind, RTMP timestamp,
+    /// payload bytes, arrival ms into the window, lag ms, lag+ ms), to see which frames make
+    /// a tail.
+    #[arg(long)]
+    pub dump_lags: Option<std::path::PathBuf>,
 }
 
 /// Arguments of `xtask bench-setup`.
@@ -487,7 +492,13 @@ async fn play_and_count(
                 if keyframe && stats.first_keyframe_ms.is_none() {
                     stats.first_keyframe_ms = Some(since_request);
                 }
-                record_lag(stats, window, now, (t0, ts0), (timestamp, false));
+                record_lag(
+                    stats,
+                    window,
+                    now,
+                    (t0, ts0),
+                    (timestamp, false, payload.len()),
+                );
                 stats.last_video = Some(now);
             }
             ClientEvent::Audio {
@@ -500,7 +511,7 @@ async fn play_and_count(
                 // headers (AAC packet type 0) carry no sound and are skipped.
                 let sound = payload.len() > 2 && !(payload[0] >> 4 == 10 && payload[1] == 0);
                 if let (Some(anchor), true) = (first, sound) {
-                    record_lag(stats, window, now, anchor, (timestamp, true));
+                    record_lag(stats, window, now, anchor, (timestamp, true, payload.len()));
                 }
             }
             ClientEvent::Status { info, .. } if info.get_str("level") == Some("error") => {
@@ -520,6 +531,8 @@ struct LagSample {
     /// Lag, ms (see [`record_lag`]).
     lag_ms: f64,
     audio: bool,
+    /// The frame's payload length.
+    bytes: u32,
     /// The frame's RTMP timestamp (with `audio`, it names the frame across players).
     timestamp: u32,
 }
@@ -531,7 +544,7 @@ fn record_lag(
     window: &Window,
     now: Instant,
     anchor: (Instant, u32),
-    (timestamp, audio): (u32, bool),
+    (timestamp, audio, bytes): (u32, bool, usize),
 ) {
     let (t0, ts0) = anchor;
     let lag =
@@ -543,6 +556,7 @@ fn record_lag(
             at_ms: at,
             lag_ms: lag,
             audio,
+            bytes: u32::try_from(bytes).unwrap_or(u32::MAX),
             timestamp,
         });
     }
@@ -728,6 +742,9 @@ async fn load(args: LoadArgs) -> Result<LoadResult> {
     result.stream_clock_lag_ms = fanout.stream_clock_lag;
     result.video_stream_clock_lag_ms = fanout.video_stream_clock_lag;
     result.audio_stream_clock_lag_ms = fanout.audio_stream_clock_lag;
+    if let Some(path) = &args.dump_lags {
+        dump_lags(path, &all).with_context(|| format!("writing {}", path.display()))?;
+    }
     if let Some(log) = &args.tap_log {
         let passages = crate::tap::read_passages(log)?;
         // The window's start on the wall clock, in µs.
@@ -751,6 +768,30 @@ async fn load(args: LoadArgs) -> Result<LoadResult> {
         ) = quantiles_by_kind(delays);
     }
     Ok(result)
+}
+
+/// Writes every player's lag samples as CSV (see [`LoadArgs::dump_lags`]).
+fn dump_lags(path: &std::path::Path, players: &[SubStats]) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    writeln!(out, "player,kind,timestamp,bytes,at_ms,lag_ms,lag_plus_ms")?;
+    for (player, stats) in players.iter().enumerate() {
+        let min = stats.min_lag.unwrap_or(0.0);
+        for sample in &stats.lags {
+            writeln!(
+                out,
+                "{player},{},{},{},{:.3},{:.3},{:.3}",
+                if sample.audio { "audio" } else { "video" },
+                sample.timestamp,
+                sample.bytes,
+                sample.at_ms,
+                sample.lag_ms,
+                sample.lag_ms - min
+            )?;
+        }
+    }
+    out.flush()?;
+    Ok(())
 }
 
 /// Quantiles of `(audio, value)` pairs: of all values, of video's, of audio's.
@@ -1126,7 +1167,7 @@ pub async fn wait_live(port: u16, app: &str, stream: &str, limit: Duration) -> R
 
 #[cfg(test)]
 mod tests {
-    use super::{percentile, picture, FanoutFigures, LagSample, Quantiles, SubStats};
+    use super::{dump_lags, percentile, picture, FanoutFigures, LagSample, Quantiles, SubStats};
 
     /// A player that got each `(audio, timestamp)` frame at `at_ms`.
     fn player(frames: &[(bool, u32, f64)]) -> SubStats {
@@ -1137,11 +1178,35 @@ mod tests {
                     at_ms,
                     lag_ms: 0.0,
                     audio,
+                    bytes: 0,
                     timestamp,
                 })
                 .collect(),
             ..SubStats::default()
         }
+    }
+
+    #[test]
+    fn lag_dump_has_a_row_per_sample_with_lag_over_the_players_own_smallest() {
+        let mut first = player(&[(false, 0, 10.0), (true, 23, 40.5)]);
+        first.lags[0].lag_ms = 2.0;
+        first.lags[0].bytes = 9000;
+        first.lags[1].lag_ms = 7.5;
+        first.lags[1].bytes = 380;
+        first.min_lag = Some(1.0);
+        let second = player(&[]);
+        let path = std::env::temp_dir().join(format!("lag-dump-{}.csv", std::process::id()));
+        dump_lags(&path, &[first, second]).expect("dump");
+        let text = std::fs::read_to_string(&path).expect("read back");
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(
+            text.lines().collect::<Vec<_>>(),
+            [
+                "player,kind,timestamp,bytes,at_ms,lag_ms,lag_plus_ms",
+                "0,video,0,9000,10.000,2.000,1.000",
+                "0,audio,23,380,40.500,7.500,6.500",
+            ]
+        );
     }
 
     #[test]
