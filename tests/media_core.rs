@@ -569,3 +569,76 @@ async fn a_player_that_stops_reading_for_a_while_resumes_in_order_without_duplic
     }
     server.assert_healthy();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_player_stamping_arrivals_gets_when_the_frame_reached_its_socket_not_when_it_read() {
+    // The bench's load client times frames by the kernel's receive timestamp
+    // (`RtmpClient::stamp_arrivals`), so that its own delay in reading a thousand sockets is
+    // not counted as the server's lag. The stamp of the read that brought a frame must lie
+    // between the moment before the frame was published and the moment the socket was seen
+    // readable, even when the player reads it much later.
+    let mut server = TestServer::start(&["livestreams"], "");
+    let mut player = connect(&server, "livestreams")
+        .await
+        .expect("player connects");
+    player.stamp_arrivals().expect("SO_TIMESTAMPNS");
+    player.play("stamped").await.expect("play");
+    let url = RtmpUrl::parse(&server.url("livestreams")).expect("url");
+    let mut publisher = RtmpClient::connect(&url, vec![])
+        .await
+        .expect("publisher connects");
+    let id = publisher.publish("stamped").await.expect("publish");
+    // The publish notices reach the player first: take them all before the frame goes.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    while player.try_receive().expect("read") {}
+    while player.received_event().expect("event").is_some() {}
+
+    let before_publish = std::time::SystemTime::now();
+    publisher
+        .send(ascend_rtmp::build::video(
+            id,
+            0,
+            numbered_video_frame(0, 1, 200),
+        ))
+        .await
+        .expect("video");
+    let socket = player.socket();
+    let (stamp, readable_at) = tokio::time::timeout(LIVE_TIMEOUT, async {
+        loop {
+            socket.readable().await.expect("readable");
+            let readable_at = std::time::SystemTime::now();
+            // Read late on purpose, as a busy load client does.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if !player.try_receive().expect("read") {
+                continue;
+            }
+            let stamp = player
+                .last_arrival()
+                .expect("a kernel timestamp with the read");
+            while let Some(event) = player.received_event().expect("event") {
+                if let ClientEvent::Video { payload, .. } = event {
+                    if frame_sequence(&payload) == Some(0) {
+                        return (stamp, readable_at);
+                    }
+                }
+            }
+        }
+    })
+    .await
+    .expect("the frame arrives");
+    let read_at = std::time::SystemTime::now();
+    assert!(
+        stamp >= before_publish,
+        "stamped {stamp:?}, before the frame was published ({before_publish:?})"
+    );
+    assert!(
+        stamp <= readable_at,
+        "stamped {stamp:?}, after the socket was already readable ({readable_at:?})"
+    );
+    assert!(
+        read_at.duration_since(stamp).unwrap_or_default() >= Duration::from_millis(200),
+        "the stamp is the arrival, not the late read"
+    );
+    drop(publisher);
+    server.assert_healthy();
+}

@@ -25,8 +25,10 @@ use ascend_rtmp::{
     HandshakeProgress, PublishMode, RawMessage, WriteBatch, MAX_WRITE_SLICES,
 };
 use std::collections::VecDeque;
-use std::io::IoSlice;
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -120,6 +122,9 @@ pub struct RtmpClient {
     session: ClientSession,
     encoder: ChunkEncoder,
     read_buffer: Vec<u8>,
+    /// With [`RtmpClient::stamp_arrivals`]: room for the kernel's receive timestamp, and the
+    /// timestamp of the last read.
+    arrivals: Option<Arrivals>,
     queued: VecDeque<ClientEvent>,
     /// Bytes encoded but not yet written: kept here so that a write interrupted by a
     /// cancelled future (in `select!`) resumes where it stopped.
@@ -149,6 +154,7 @@ impl RtmpClient {
             session: ClientSession::new(),
             encoder: ChunkEncoder::new(),
             read_buffer: vec![0; 64 * 1024],
+            arrivals: None,
             queued: VecDeque::new(),
             unwritten: WriteBatch::new(),
             connect_info: AmfValue::Null,
@@ -222,7 +228,16 @@ impl RtmpClient {
     /// was read, false when nothing was there (wait for [`TcpStream::readable`] on
     /// [`RtmpClient::socket`]). The events it makes come from [`RtmpClient::received_event`].
     pub fn try_receive(&mut self) -> Result<bool, ClientError> {
-        match self.socket.try_read(&mut self.read_buffer) {
+        let read = match &mut self.arrivals {
+            None => self.socket.try_read(&mut self.read_buffer),
+            Some(arrivals) => {
+                let (socket, buffer) = (&self.socket, &mut self.read_buffer);
+                socket.try_io(tokio::io::Interest::READABLE, || {
+                    arrivals.receive(socket.as_raw_fd(), buffer)
+                })
+            }
+        };
+        match read {
             Ok(0) => Err(ClientError::Closed),
             Ok(n) => {
                 self.session.receive_bytes(&self.read_buffer[..n]);
@@ -232,6 +247,27 @@ impl RtmpClient {
             Err(error) if error.kind() == std::io::ErrorKind::Interrupted => Ok(true),
             Err(error) => Err(error.into()),
         }
+    }
+
+    /// From now on, asks the kernel when the bytes of each read reached the socket
+    /// (`SO_TIMESTAMPNS`): see [`RtmpClient::last_arrival`]. A load client that reads many
+    /// sockets in one thread reads some late; the kernel's time is when the bytes arrived,
+    /// whatever the reader was busy with.
+    pub fn stamp_arrivals(&mut self) -> Result<(), ClientError> {
+        use nix::sys::socket::{setsockopt, sockopt::ReceiveTimestampns};
+        setsockopt(&*self.socket, ReceiveTimestampns, &true).map_err(std::io::Error::from)?;
+        self.arrivals = Some(Arrivals {
+            control: nix::cmsg_space!(nix::sys::time::TimeSpec),
+            last: None,
+        });
+        Ok(())
+    }
+
+    /// With [`RtmpClient::stamp_arrivals`]: when the last segment of the last read reached
+    /// the socket (the kernel's clock, `CLOCK_REALTIME`). Every event the session made from
+    /// that read was complete by then, or earlier.
+    pub fn last_arrival(&self) -> Option<SystemTime> {
+        self.arrivals.as_ref().and_then(|arrivals| arrivals.last)
     }
 
     /// The next event from what was already received, without IO. Acknowledgements and ping
@@ -463,6 +499,41 @@ pub async fn drive_handshake(
         if let Some(remaining) = remaining {
             return Ok(remaining);
         }
+    }
+}
+
+/// Kernel receive timestamps for [`RtmpClient::stamp_arrivals`].
+///
+/// Written here rather than taken from a crate: tokio reads with `read(2)`, which returns no
+/// control messages, so the read itself goes through `recvmsg(2)` (nix's safe wrapper) inside
+/// tokio's readiness bookkeeping (`TcpStream::try_io`).
+struct Arrivals {
+    /// Room for one `SCM_TIMESTAMPNS` control message.
+    control: Vec<u8>,
+    /// The kernel's time for the last read, if it gave one.
+    last: Option<SystemTime>,
+}
+
+impl Arrivals {
+    /// One `recvmsg` into `buffer`, keeping the timestamp it came with. For TCP the kernel
+    /// gives the arrival of the newest segment the read consumed, so every byte read was there
+    /// by then.
+    fn receive(&mut self, fd: std::os::fd::RawFd, buffer: &mut [u8]) -> std::io::Result<usize> {
+        use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+        let mut slices = [IoSliceMut::new(buffer)];
+        let message = recvmsg::<()>(fd, &mut slices, Some(&mut self.control), MsgFlags::empty())
+            .map_err(std::io::Error::from)?;
+        let read = message.bytes;
+        for control in message.cmsgs().map_err(std::io::Error::from)? {
+            if let ControlMessageOwned::ScmTimestampns(stamp) = control {
+                let since_epoch = Duration::new(
+                    u64::try_from(stamp.tv_sec()).unwrap_or(0),
+                    u32::try_from(stamp.tv_nsec()).unwrap_or(0),
+                );
+                self.last = Some(SystemTime::UNIX_EPOCH + since_epoch);
+            }
+        }
+        Ok(read)
     }
 }
 
