@@ -135,6 +135,11 @@ pub struct BenchArgs {
     /// frames and players make a tail (see BENCHMARKS.md, "Where the lag tail comes from").
     #[arg(long, value_name = "DIR")]
     pub dump_lags: Option<PathBuf>,
+    /// Lines added to Ascend's config file after the bench's own (to try a setting, such as
+    /// `--ascend-config-extra $'[hub]\nfanout_shard_size = 512'`); the report's notes quote
+    /// the whole file.
+    #[arg(long, value_name = "TOML")]
+    pub ascend_config_extra: Option<String>,
     /// Use target/release/ascend as it is, without building it first.
     #[arg(long)]
     pub no_build_ascend: bool,
@@ -224,6 +229,8 @@ struct Plan {
     scale_steps: Vec<usize>,
     scale_seconds: f64,
     tap_publisher: bool,
+    /// What Ascend's config file holds: [`ASCEND_CONFIG`] and `--ascend-config-extra`.
+    ascend_config: String,
 }
 
 /// Runs the benchmark.
@@ -347,8 +354,15 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         scale_steps,
         scale_seconds,
         tap_publisher: args.tap_publisher,
+        ascend_config: match &args.ascend_config_extra {
+            Some(extra) => format!("{ASCEND_CONFIG}{extra}\n"),
+            None => ASCEND_CONFIG.to_string(),
+        },
     };
-    let mut measured = Measured::default();
+    let mut measured = Measured {
+        ascend_config: context.ascend_config.clone(),
+        ..Measured::default()
+    };
     if parts.contains(&Part::Core) {
         for &kind in &servers {
             let (result, script_result) = bench_server(kind, &context)
@@ -558,7 +572,7 @@ fn start_server(
             // Every player comes from 127.0.0.1: lift the per-IP limit (a public server's
             // default of 1000) the way an operator would, as nginx-rtmp has none.
             let config = base.join("ascend.toml");
-            std::fs::write(&config, ASCEND_CONFIG)
+            std::fs::write(&config, &context.ascend_config)
                 .with_context(|| format!("writing {}", config.display()))?;
             let log = context.dir.join(format!("ascend{suffix}.stderr.log"));
             let (out, err) = log_file(&log)?;

@@ -227,6 +227,11 @@ pub struct LoadResult {
     pub client_cpu_pct: f64,
     /// Whether the load client was above ~90 % of its core (figures then measure the client).
     pub client_saturated: bool,
+    /// How long after a frame's bytes reached its player's socket this client's task got to
+    /// it, ms: the load client's own delay. Lag and arrival figures leave it out, since they
+    /// time frames by the kernel's receive timestamps (`SO_TIMESTAMPNS`).
+    #[serde(default)]
+    pub client_read_delay_ms: Quantiles,
 }
 
 impl LoadResult {
@@ -398,6 +403,20 @@ pub fn bench_script(args: ScriptArgs) -> Result<()> {
 struct Window {
     start: Instant,
     end: Instant,
+    /// One moment on both clocks, to place the kernel's arrival times (wall clock) on the
+    /// monotonic clock the window is measured with.
+    anchor: (std::time::SystemTime, Instant),
+}
+
+impl Window {
+    /// The monotonic instant of a wall-clock time (the kernel's receive timestamps).
+    fn instant_of(&self, wall: std::time::SystemTime) -> Instant {
+        let (anchor_wall, anchor) = self.anchor;
+        match wall.duration_since(anchor_wall) {
+            Ok(after) => anchor + after,
+            Err(before) => anchor.checked_sub(before.duration()).unwrap_or(anchor),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -408,6 +427,9 @@ struct SubStats {
     first_keyframe_ms: Option<f64>,
     last_video: Option<Instant>,
     bytes: u64,
+    /// For each frame in the window, how long after its bytes reached the socket this
+    /// client's task got to it (ms): the load client's own delay, left out of the lag.
+    read_delays: Vec<f64>,
     /// One per audio and video frame in the window.
     lags: Vec<LagSample>,
     min_lag: Option<f64>,
@@ -468,14 +490,25 @@ async fn play_and_count(
     stats: &mut SubStats,
 ) -> Result<()> {
     let mut client = RtmpClient::connect(url, vec![]).await.context("connect")?;
+    // Frames are timed when their bytes reached this player's socket (the kernel's receive
+    // timestamp), not when this one thread, busy with a thousand players, got round to them.
+    client.stamp_arrivals().context("SO_TIMESTAMPNS")?;
     let requested = Instant::now();
     client.play(stream).await.context("play")?;
     stats.connected = true;
     let mut first: Option<(Instant, u32)> = None;
     for _ in 0..MAX_EVENTS {
         let event = client.next_event().await?;
-        let now = Instant::now();
+        let read_at = Instant::now();
+        let now = client
+            .last_arrival()
+            .map_or(read_at, |arrival| window.instant_of(arrival).min(read_at));
         let in_window = now >= window.start && now < window.end;
+        if in_window && matches!(event, ClientEvent::Video { .. } | ClientEvent::Audio { .. }) {
+            stats
+                .read_delays
+                .push(read_at.duration_since(now).as_secs_f64() * 1000.0);
+        }
         match event {
             ClientEvent::Video {
                 timestamp, payload, ..
@@ -657,6 +690,7 @@ async fn load(args: LoadArgs) -> Result<LoadResult> {
     let window = std::sync::Arc::new(Window {
         start,
         end: start + Duration::from_secs_f64(args.seconds),
+        anchor: (std::time::SystemTime::now(), Instant::now()),
     });
     let sampler = tokio::spawn(sample_server(args.server_pid, window.clone()));
     let mut handles = Vec::with_capacity(n);
@@ -688,6 +722,7 @@ async fn load(args: LoadArgs) -> Result<LoadResult> {
     let (mut first, mut key, mut lags, mut over_min, mut bytes) =
         (vec![], vec![], vec![], vec![], vec![]);
     let (mut video_over_min, mut audio_over_min, mut audio_minus_video) = (vec![], vec![], vec![]);
+    let mut read_delays = vec![];
     for stats in &all {
         if stats.connected {
             result.connected += 1;
@@ -699,6 +734,7 @@ async fn load(args: LoadArgs) -> Result<LoadResult> {
             result.kept_up += 1;
         }
         result.bytes_total += stats.bytes;
+        read_delays.extend_from_slice(&stats.read_delays);
         bytes.push(stats.bytes as f64);
         first.extend(stats.first_frame_ms);
         key.extend(stats.first_keyframe_ms);
@@ -730,6 +766,7 @@ async fn load(args: LoadArgs) -> Result<LoadResult> {
     result.first_frame_ms = Quantiles::of(first);
     result.first_keyframe_ms = Quantiles::of(key);
     result.lag_ms = Quantiles::of(lags);
+    result.client_read_delay_ms = Quantiles::of(read_delays);
     result.lag_over_min_ms = Quantiles::of(over_min);
     result.video_lag_over_min_ms = Quantiles::of(video_over_min);
     result.audio_lag_over_min_ms = Quantiles::of(audio_over_min);

@@ -215,7 +215,7 @@ pub fn print(report: &RepeatReport) {
         }
     );
     println!(
-        "{:<11} {:>5} {:>7} {:>8} {:>11} {:>9} {:>9} {:>12} {:>18} {:>22} {:>9}",
+        "{:<11} {:>5} {:>7} {:>8} {:>11} {:>9} {:>9} {:>12} {:>18} {:>22} {:>9} {:>11}",
         "server",
         "round",
         "CPU %",
@@ -226,12 +226,13 @@ pub fn print(report: &RepeatReport) {
         "video/audio",
         "clock p99 all/aud.",
         "in server p50/p99/aud.",
-        "client %"
+        "client %",
+        "read p99 ms"
     );
     for server in &report.servers {
         for (round, run) in server.runs.iter().enumerate() {
             println!(
-                "{:<11} {:>5} {:>7.1} {:>8.1} {:>11} {:>9} {:>9} {:>12} {:>18} {:>22} {:>9.0}{}",
+                "{:<11} {:>5} {:>7.1} {:>8.1} {:>11} {:>9} {:>9} {:>12} {:>18} {:>22} {:>9.0} {:>11}{}",
                 server.name,
                 round + 1,
                 run.server_cpu_pct,
@@ -255,6 +256,7 @@ pub fn print(report: &RepeatReport) {
                     run.audio_server_delay_ms.p99
                 ),
                 run.client_cpu_pct,
+                fmt_opt(run.client_read_delay_ms.p99, 1),
                 run.saturation_mark(),
             );
         }

@@ -358,6 +358,8 @@ pub struct Measured {
     pub repeat: Option<RepeatReport>,
     /// Parts that failed (reported as notes).
     pub failures: Vec<String>,
+    /// What Ascend's config file held.
+    pub ascend_config: String,
 }
 
 /// Ascend's script figures, as written to `results.json` (`script`).
@@ -450,6 +452,8 @@ pub struct Report {
     pub repeat: Option<RepeatReport>,
     /// Parts that failed.
     pub failures: Vec<String>,
+    /// What Ascend's config file held (`--config`).
+    pub ascend_config: String,
     /// Ascend / nginx-rtmp, when both ran.
     pub ratios: Option<Ratios>,
     /// What to keep in mind when reading the figures.
@@ -496,6 +500,7 @@ impl Report {
             scale,
             repeat,
             failures,
+            ascend_config,
         } = measured;
         let args: Vec<String> = std::env::args().skip(1).collect();
         let mut report = Report {
@@ -533,6 +538,7 @@ impl Report {
             scale,
             repeat,
             failures,
+            ascend_config,
             ratios: None,
             notes: Vec::new(),
         };
@@ -726,7 +732,7 @@ impl Report {
         if ascend_ran {
             notes.push(format!(
                 "ascend ran with --config holding {:?} (its default per-IP limit of 1000 would refuse the 1000th player, as the publisher shares 127.0.0.1; the relay's and the idle-memory processes too)",
-                crate::bench::ASCEND_CONFIG
+                self.ascend_config
             ));
         }
         if let Some(script) = &self.script {
@@ -908,7 +914,7 @@ pub fn print(report: &Report) {
 fn print_core(report: &Report) {
     println!();
     println!(
-        "{:<11} {:>5} {:>7} {:>8} {:>8} {:>11} {:>17} {:>15} {:>15} {:>15} {:>17} {:>9}",
+        "{:<11} {:>5} {:>7} {:>8} {:>8} {:>11} {:>17} {:>15} {:>15} {:>15} {:>17} {:>9} {:>11}",
         "server",
         "N",
         "CPU %",
@@ -920,12 +926,13 @@ fn print_core(report: &Report) {
         "lag+ p50/p99 ms",
         "p99 video/audio",
         "spread video/audio",
-        "client %"
+        "client %",
+        "read p99 ms"
     );
     for server in &report.servers {
         for run in &server.runs {
             println!(
-                "{:<11} {:>5} {:>7.1} {:>8.1} {:>8.1} {:>11} {:>17} {:>15} {:>15} {:>15} {:>17} {:>8.0}{}",
+                "{:<11} {:>5} {:>7.1} {:>8.1} {:>8.1} {:>11} {:>17} {:>15} {:>15} {:>15} {:>17} {:>8.0} {:>11}{}",
                 server.name,
                 run.subscribers,
                 run.server_cpu_pct,
@@ -946,6 +953,7 @@ fn print_core(report: &Report) {
                     0
                 ),
                 run.client_cpu_pct,
+                fmt_opt(run.client_read_delay_ms.p99, 1),
                 run.saturation_mark(),
             );
         }
