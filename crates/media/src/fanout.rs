@@ -5,8 +5,9 @@
 //! reading the ring and writing its socket) cost about a fifth of the server's CPU in task
 //! switching alone (measured with a prototype: 27 % of a core instead of 31–36 % at the same
 //! writes). A [`DirectReader`] is called instead, in a small number of fan-out tasks per stream
-//! (one per [`SHARD_SIZE`] readers), which tokio spreads over its worker threads so that a
-//! stream with more readers than one task serves uses every core.
+//! (one per [`crate::HubConfig::fanout_shard_size`] readers, by default
+//! [`default_shard_size`]: one task per core for a thousand players), which tokio spreads over
+//! its worker threads so that a large audience uses every core.
 //!
 //! The hub stays free of IO: what a reader does when called is the reader's business (the
 //! server's connection writer encodes and sends without blocking, and hands the work to its
@@ -16,21 +17,34 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::Notify;
 
-/// Readers per fan-out task: as many as one thread calls in a few milliseconds (a thousand
-/// players' writes take about 9 ms of one core per frame on the 2-vCPU machine of
-/// `BENCHMARKS.md`), so a stream needs a second task, and a second core, only beyond that.
+/// Players one round of a stream covers, over all of a machine's cores: the default shard size
+/// is this divided by the cores tokio runs on ([`default_shard_size`]).
 ///
-/// Smaller shards were measured and cost more than they bought: with 128 readers per task a
-/// thousand players' lag p99 was 2–3 ms higher (every frame the shards ran in a different
-/// order on the two threads, so each player's place in the round moved), with the same CPU;
-/// at two thousand players, 16 shards of 128 against 2 of 1024: 69 % against 63 % CPU and lag
-/// p99 62 against 54 ms.
+/// On the 2-vCPU machine of `BENCHMARKS.md` a thousand players' writes take about 9 ms of one
+/// core per frame. Measured there at N = 1000 (kernel-stamped arrivals, two 15 s rounds each,
+/// lag+ p99 video / audio): one task of 1024, 18 / 39 ms; two tasks of 512 (one per core),
+/// 15–16 / 37–38 ms; four of 256, 16 / 40 ms; the same CPU (31–35 %) throughout. Earlier, with
+/// arrivals timed in the load client: eight tasks of 128 were 2–3 ms worse than one of 1024
+/// (every frame the shards ran in a different order on the two threads, so each player's
+/// place in the round moved). One task per core keeps each player's place and uses every core.
 ///
-/// A round does not yield: a full shard keeps its worker thread for one round (about 9 ms
-/// there), while tokio's other workers take the rest of the queue. Yielding every 128 readers
-/// measured worse (lag+ p99 41.0–41.5 against 38.1–40.7 ms at N = 1000, CPU 1–2 points
-/// higher): the round then moved between threads and players lost their places again.
-pub const SHARD_SIZE: usize = 1024;
+/// A round does not yield: a full shard keeps its worker thread for one round, while tokio's
+/// other workers take the rest of the queue. Yielding every 128 readers measured worse (lag+
+/// p99 41.0–41.5 against 38.1–40.7 ms at N = 1000, CPU 1–2 points higher): the round then
+/// moved between threads and players lost their places again.
+pub const PLAYERS_PER_ROUND: usize = 1024;
+
+/// The smallest default shard: below this, one more task per frame costs more than a shorter
+/// round saves.
+pub const MIN_DEFAULT_SHARD_SIZE: usize = 128;
+
+/// Readers per fan-out task when the configuration does not say: [`PLAYERS_PER_ROUND`] over
+/// the cores tokio's default runtime has (`std::thread::available_parallelism`, one worker
+/// each), at least [`MIN_DEFAULT_SHARD_SIZE`]. 512 on two cores, 1024 on one.
+pub fn default_shard_size() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    (PLAYERS_PER_ROUND / cores).clamp(MIN_DEFAULT_SHARD_SIZE, PLAYERS_PER_ROUND)
+}
 
 /// A subscriber served by the stream's fan-out tasks (see [`crate::Subscription::read_directly`]).
 pub trait DirectReader: Send + Sync {
@@ -48,7 +62,7 @@ struct Member {
     reader: Arc<dyn DirectReader>,
 }
 
-/// Up to [`SHARD_SIZE`] readers and the task that calls them.
+/// Up to [`crate::HubConfig::fanout_shard_size`] readers and the task that calls them.
 #[derive(Default)]
 struct Shard {
     /// Replaced, never edited in place, so the fan-out task iterates a snapshot without
@@ -73,9 +87,10 @@ impl Shard {
 }
 
 /// The direct readers of one stream, in shards.
-#[derive(Default)]
 pub(crate) struct Fanout {
     shards: Mutex<FanoutShards>,
+    /// Readers per shard ([`crate::HubConfig::fanout_shard_size`], at least 1).
+    shard_size: usize,
 }
 
 #[derive(Default)]
@@ -105,12 +120,21 @@ pub(crate) struct Registration {
 }
 
 impl Fanout {
+    /// No readers yet; shards of `shard_size` readers (raised to 1).
+    pub(crate) fn new(shard_size: usize) -> Fanout {
+        Fanout {
+            shards: Mutex::default(),
+            shard_size: shard_size.max(1),
+        }
+    }
+
     fn shards(&self) -> std::sync::MutexGuard<'_, FanoutShards> {
         self.shards.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Adds `reader` to its place: [`Place::Last`] in the first shard with room (a new shard,
-    /// and its task, if none), [`Place::First`] at the front of the first shard, full or not.
+    /// Adds `reader` to its place: [`Place::Last`] in the first shard with fewer than
+    /// `shard_size` readers (a new shard, and its task, if none), [`Place::First`] at the front
+    /// of the first shard, full or not.
     pub(crate) fn register(&self, reader: Arc<dyn DirectReader>, place: Place) -> Registration {
         let mut shards = self.shards();
         let id = shards.next_id;
@@ -120,7 +144,7 @@ impl Fanout {
             Place::Last => shards
                 .list
                 .iter()
-                .position(|shard| shard.members().len() < SHARD_SIZE),
+                .position(|shard| shard.members().len() < self.shard_size),
         };
         let index = match with_room {
             Some(index) => index,
@@ -216,5 +240,51 @@ async fn run_shard(shard: Arc<Shard>) {
             return;
         }
         shard.call_members();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Counter(std::sync::atomic::AtomicUsize);
+
+    impl DirectReader for Counter {
+        fn items_ready(&self) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn readers_fill_shards_of_the_configured_size_and_each_is_called_once() {
+        let fanout = Fanout::new(2);
+        let readers: Vec<Arc<Counter>> = (0..5)
+            .map(|_| Arc::new(Counter(std::sync::atomic::AtomicUsize::new(0))))
+            .collect();
+        for reader in &readers {
+            fanout.register(Arc::clone(reader) as Arc<dyn DirectReader>, Place::Last);
+        }
+        let sizes: Vec<usize> = fanout
+            .shards()
+            .list
+            .iter()
+            .map(|shard| shard.members().len())
+            .collect();
+        assert_eq!(sizes, [2, 2, 1]);
+        // No tokio runtime here: the pusher's own thread calls every shard.
+        fanout.wake();
+        for reader in &readers {
+            assert_eq!(reader.0.load(std::sync::atomic::Ordering::Relaxed), 1);
+        }
+    }
+
+    #[test]
+    fn the_default_shard_size_spreads_a_thousand_players_over_the_cores() {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        let size = default_shard_size();
+        assert!((MIN_DEFAULT_SHARD_SIZE..=PLAYERS_PER_ROUND).contains(&size));
+        if cores <= PLAYERS_PER_ROUND / MIN_DEFAULT_SHARD_SIZE {
+            assert_eq!(PLAYERS_PER_ROUND.div_ceil(size), cores, "one task per core");
+        }
     }
 }

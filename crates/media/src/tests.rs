@@ -899,11 +899,15 @@ async fn a_direct_reader_is_called_after_each_push_and_not_after_its_subscriptio
 
 #[tokio::test]
 async fn direct_readers_of_every_shard_are_called() {
-    let hub = StreamHub::new(HubConfig::default());
+    const SHARD: usize = 64;
+    let hub = StreamHub::new(HubConfig {
+        fanout_shard_size: SHARD,
+        ..HubConfig::default()
+    });
     let publisher = hub.publish("live", 1).expect("publish");
     publisher.send(avc_sequence_header(1));
     publisher.send(keyframe(0));
-    let readers: Vec<_> = (0..crate::fanout::SHARD_SIZE * 2 + 1)
+    let readers: Vec<_> = (0..SHARD * 2 + 1)
         .map(|_| {
             let mut subscription = hub.subscribe("live");
             drain(&mut subscription);
@@ -958,7 +962,11 @@ impl crate::DirectReader for OrderReader {
 
 #[tokio::test]
 async fn a_reader_placed_first_is_called_before_the_players_of_a_full_first_task() {
-    let hub = StreamHub::new(HubConfig::default());
+    const SHARD: usize = 64;
+    let hub = StreamHub::new(HubConfig {
+        fanout_shard_size: SHARD,
+        ..HubConfig::default()
+    });
     let publisher = hub.publish("live", 1).expect("publish");
     let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let reader = |label| {
@@ -967,7 +975,7 @@ async fn a_reader_placed_first_is_called_before_the_players_of_a_full_first_task
             calls: calls.clone(),
         })
     };
-    let mut subscriptions: Vec<Subscription> = (0..crate::fanout::SHARD_SIZE)
+    let mut subscriptions: Vec<Subscription> = (0..SHARD)
         .map(|label| {
             let mut subscription = hub.subscribe("live");
             subscription.read_directly(reader(label));
@@ -980,9 +988,9 @@ async fn a_reader_placed_first_is_called_before_the_players_of_a_full_first_task
     subscriptions.push(relay_subscription);
 
     publisher.send(keyframe(0));
-    until(|| calls.lock().expect("test lock").len() > crate::fanout::SHARD_SIZE).await;
+    until(|| calls.lock().expect("test lock").len() > SHARD).await;
     let calls = calls.lock().expect("test lock");
-    assert_eq!(calls.len(), crate::fanout::SHARD_SIZE + 1, "one call each");
+    assert_eq!(calls.len(), SHARD + 1, "one call each");
     assert_eq!(calls[0], relay, "the first-placed reader waited for others");
     assert!(
         calls[1..].windows(2).all(|pair| pair[0] < pair[1]),

@@ -26,6 +26,7 @@
 //! audio_hold_ms = 50
 //! audio_hold_min_players = 100
 //! audio_hold_max_frames = 1
+//! fanout_shard_size = 512     # players per fan-out task; default 1024 / cores (at least 128)
 //! ```
 
 use clap::Parser;
@@ -114,6 +115,8 @@ pub struct HubSettings {
     pub audio_hold_min_players: usize,
     /// Audio frames held at once; one more releases them all.
     pub audio_hold_max_frames: usize,
+    /// Players per fan-out task of a stream (a larger audience uses more tasks and cores).
+    pub fanout_shard_size: usize,
 }
 
 impl Default for HubSettings {
@@ -126,6 +129,7 @@ impl Default for HubSettings {
             audio_hold_ms: defaults.audio_hold.as_millis() as u64,
             audio_hold_min_players: defaults.audio_hold_min_subscribers,
             audio_hold_max_frames: defaults.audio_hold_max_frames,
+            fanout_shard_size: defaults.fanout_shard_size,
         }
     }
 }
@@ -140,6 +144,7 @@ impl HubSettings {
             audio_hold: Duration::from_millis(self.audio_hold_ms),
             audio_hold_min_subscribers: self.audio_hold_min_players,
             audio_hold_max_frames: self.audio_hold_max_frames,
+            fanout_shard_size: self.fanout_shard_size,
         }
     }
 }
