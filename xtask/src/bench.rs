@@ -135,6 +135,11 @@ pub struct BenchArgs {
     /// frames and players make a tail (see BENCHMARKS.md, "Where the lag tail comes from").
     #[arg(long, value_name = "DIR")]
     pub dump_lags: Option<PathBuf>,
+    /// Time frames when the load client reads them instead of by the kernel's receive
+    /// timestamps (how the bench measured lag before 2026-12-06; also shows what switching
+    /// the kernel's timestamping on costs the servers).
+    #[arg(long)]
+    pub read_time_arrivals: bool,
     /// Lines added to Ascend's config file after the bench's own (to try a setting, such as
     /// `--ascend-config-extra $'[hub]\nfanout_shard_size = 512'`); the report's notes quote
     /// the whole file.
@@ -231,6 +236,8 @@ struct Plan {
     tap_publisher: bool,
     /// What Ascend's config file holds: [`ASCEND_CONFIG`] and `--ascend-config-extra`.
     ascend_config: String,
+    /// `--read-time-arrivals`.
+    read_time_arrivals: bool,
 }
 
 /// Runs the benchmark.
@@ -354,6 +361,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         scale_steps,
         scale_seconds,
         tap_publisher: args.tap_publisher,
+        read_time_arrivals: args.read_time_arrivals,
         ascend_config: match &args.ascend_config_extra {
             Some(extra) => format!("{ASCEND_CONFIG}{extra}\n"),
             None => ASCEND_CONFIG.to_string(),
@@ -1041,6 +1049,9 @@ fn run_load(
         "--server-pid".to_string(),
         pid.to_string(),
     ];
+    if context.read_time_arrivals {
+        args.push("--read-time-arrivals".to_string());
+    }
     if let Some(log) = tap_log {
         args.push("--tap-log".to_string());
         args.push(log.display().to_string());

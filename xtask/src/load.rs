@@ -54,6 +54,9 @@ pub struct LoadArgs {
     /// spent in the server.
     #[arg(long)]
     pub tap_log: Option<std::path::PathBuf>,
+    /// Time frames when this process reads them, not by the kernel's receive timestamps.
+    #[arg(long)]
+    pub read_time_arrivals: bool,
     /// Writes every lag sample of the window to this CSV file (player, kind, RTMP timestamp,
     /// payload bytes, arrival ms into the window, lag ms, lag+ ms), to see which frames make
     /// a tail.
@@ -403,19 +406,42 @@ pub fn bench_script(args: ScriptArgs) -> Result<()> {
 struct Window {
     start: Instant,
     end: Instant,
-    /// One moment on both clocks, to place the kernel's arrival times (wall clock) on the
-    /// monotonic clock the window is measured with.
-    anchor: (std::time::SystemTime, Instant),
+    /// None with `--read-time-arrivals`.
+    clock: Option<ArrivalClock>,
 }
 
-impl Window {
-    /// The monotonic instant of a wall-clock time (the kernel's receive timestamps).
-    fn instant_of(&self, wall: std::time::SystemTime) -> Instant {
-        let (anchor_wall, anchor) = self.anchor;
-        match wall.duration_since(anchor_wall) {
-            Ok(after) => anchor + after,
-            Err(before) => anchor.checked_sub(before.duration()).unwrap_or(anchor),
+/// Places the kernel's receive timestamps (`RtmpClient::stamp_arrivals`, on the wall clock) on
+/// the monotonic clock the load clients measure with: one moment read on both clocks.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ArrivalClock {
+    wall: std::time::SystemTime,
+    monotonic: Instant,
+}
+
+impl ArrivalClock {
+    /// Reads both clocks now.
+    pub(crate) fn now() -> ArrivalClock {
+        ArrivalClock {
+            wall: std::time::SystemTime::now(),
+            monotonic: Instant::now(),
         }
+    }
+
+    /// When the bytes of `client`'s last read reached its socket: the kernel's timestamp,
+    /// never later than `read_at` (when this process got to them), or `read_at` itself when
+    /// the read came without a timestamp.
+    pub(crate) fn arrival(&self, client: &RtmpClient, read_at: Instant) -> Instant {
+        let Some(wall) = client.last_arrival() else {
+            return read_at;
+        };
+        let at = match wall.duration_since(self.wall) {
+            Ok(after) => self.monotonic + after,
+            Err(before) => self
+                .monotonic
+                .checked_sub(before.duration())
+                .unwrap_or(self.monotonic),
+        };
+        at.min(read_at)
     }
 }
 
@@ -492,7 +518,9 @@ async fn play_and_count(
     let mut client = RtmpClient::connect(url, vec![]).await.context("connect")?;
     // Frames are timed when their bytes reached this player's socket (the kernel's receive
     // timestamp), not when this one thread, busy with a thousand players, got round to them.
-    client.stamp_arrivals().context("SO_TIMESTAMPNS")?;
+    if window.clock.is_some() {
+        client.stamp_arrivals().context("SO_TIMESTAMPNS")?;
+    }
     let requested = Instant::now();
     client.play(stream).await.context("play")?;
     stats.connected = true;
@@ -500,9 +528,9 @@ async fn play_and_count(
     for _ in 0..MAX_EVENTS {
         let event = client.next_event().await?;
         let read_at = Instant::now();
-        let now = client
-            .last_arrival()
-            .map_or(read_at, |arrival| window.instant_of(arrival).min(read_at));
+        let now = window
+            .clock
+            .map_or(read_at, |clock| clock.arrival(&client, read_at));
         let in_window = now >= window.start && now < window.end;
         if in_window && matches!(event, ClientEvent::Video { .. } | ClientEvent::Audio { .. }) {
             stats
@@ -690,7 +718,7 @@ async fn load(args: LoadArgs) -> Result<LoadResult> {
     let window = std::sync::Arc::new(Window {
         start,
         end: start + Duration::from_secs_f64(args.seconds),
-        anchor: (std::time::SystemTime::now(), Instant::now()),
+        clock: (!args.read_time_arrivals).then(ArrivalClock::now),
     });
     let sampler = tokio::spawn(sample_server(args.server_pid, window.clone()));
     let mut handles = Vec::with_capacity(n);

@@ -4,7 +4,8 @@
 //!
 //! Each player keeps, for every video picture that arrives from the window's start on, its
 //! RTMP timestamp, its payload (a reference-counted `Bytes`, so nothing is copied or hashed
-//! while frames arrive) and the wall-clock instant `next_event` returned it. After the window
+//! while frames arrive) and when its bytes reached the player's socket (the kernel's receive
+//! timestamp, so that which of the two players this one thread reads first does not count). After the window
 //! the two lists are matched: by timestamp (the relay keeps it), a pair counting only when the
 //! payloads are identical too; when fewer than half of the frames found by payload have the
 //! same timestamp at both players (a relay that rewrites timestamps), by payload instead.
@@ -15,7 +16,7 @@
 //!
 //! Every loop is bounded in count and every connection in time: the process ends by itself.
 
-use crate::load::{note_error, picture, runtime, url_for, Quantiles};
+use crate::load::{note_error, picture, runtime, url_for, ArrivalClock, Quantiles};
 use crate::procfs::{status_kb, CpuSnapshot, ThreadCpuSnapshot};
 use anyhow::{bail, Context, Result};
 use ascend_client::{RtmpClient, RtmpUrl};
@@ -137,10 +138,12 @@ async fn player(url: RtmpUrl, stream: String, from: Instant, until: Instant) -> 
     let mut log = PlayerLog::default();
     let outcome = timeout_at(until, async {
         let mut client = RtmpClient::connect(&url, vec![]).await.context("connect")?;
+        client.stamp_arrivals().context("SO_TIMESTAMPNS")?;
         client.play(&stream).await.context("play")?;
+        let clock = ArrivalClock::now();
         for _ in 0..MAX_EVENTS {
             let event = client.next_event().await?;
-            let at = Instant::now();
+            let at = clock.arrival(&client, Instant::now());
             match event {
                 ClientEvent::Video {
                     timestamp, payload, ..
