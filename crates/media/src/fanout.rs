@@ -4,10 +4,10 @@
 //! Why: at a thousand players of one stream, waking a thousand tasks per frame (each then
 //! reading the ring and writing its socket) cost about a fifth of the server's CPU in task
 //! switching alone (measured with a prototype: 27 % of a core instead of 31–36 % at the same
-//! writes). A [`DirectReader`] is called instead, by a few fan-out tasks per stream: at most
-//! one per core ([`crate::HubConfig::fanout_tasks`]), each calling its share of the readers
-//! in a fixed order, which tokio runs on its worker threads so that a large audience uses
-//! every core.
+//! writes). A [`DirectReader`] is called instead, in a small number of fan-out tasks per stream
+//! (one per [`crate::HubConfig::fanout_shard_size`] readers, by default
+//! [`default_shard_size`]: one task per core for a thousand players), which tokio spreads over
+//! its worker threads so that a large audience uses every core.
 //!
 //! The hub stays free of IO: what a reader does when called is the reader's business (the
 //! server's connection writer encodes and sends without blocking, and hands the work to its
@@ -17,30 +17,34 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::Notify;
 
-/// Fan-out tasks a stream may have when the configuration does not say: one per core tokio's
-/// default runtime has (`std::thread::available_parallelism`, one worker thread each).
+/// Players one round of a stream covers, over all of a machine's cores: the default shard size
+/// is this divided by the cores tokio runs on ([`default_shard_size`]).
 ///
-/// Why one per core, and filled evenly: every round a task calls its readers in the same order,
-/// so each player keeps its place and its lag stays steady; more tasks than worker threads run
-/// in a different order every frame and the places move. Measured on the 2-vCPU machine of
-/// `BENCHMARKS.md` (kernel-stamped arrivals, lag+ p99 video / audio at N = 1000): one task of
-/// 1000 players, 18 / 39 ms; two of 500, 15–16 / 37–38 ms; four of 250, 16 / 40 ms, the same
-/// CPU (31–35 %) throughout; at N = 3500–4000 eight tasks of 512 had lag+ p99 280–335 ms against
-/// 144–151 ms for four of 1024 (a day earlier). Earlier still, with arrivals timed in the load
-/// client, eight tasks of 128 were 2–3 ms worse than one of 1024 at N = 1000.
+/// On the 2-vCPU machine of `BENCHMARKS.md` a thousand players' writes take about 9 ms of one
+/// core per frame. Measured there at N = 1000 (kernel-stamped arrivals, two 15 s rounds each,
+/// lag+ p99 video / audio): one task of 1024, 18 / 39 ms; two tasks of 512 (one per core),
+/// 15–16 / 37–38 ms; four of 256, 16 / 40 ms; the same CPU (31–35 %) throughout. Earlier, with
+/// arrivals timed in the load client: eight tasks of 128 were 2–3 ms worse than one of 1024
+/// (every frame the shards ran in a different order on the two threads, so each player's
+/// place in the round moved). One task per core keeps each player's place and uses every core.
 ///
-/// A round does not yield: a task keeps its worker thread for its whole round, while tokio's
+/// A round does not yield: a full shard keeps its worker thread for one round, while tokio's
 /// other workers take the rest of the queue. Yielding every 128 readers measured worse (lag+
 /// p99 41.0–41.5 against 38.1–40.7 ms at N = 1000, CPU 1–2 points higher): the round then
 /// moved between threads and players lost their places again.
-pub fn default_fanout_tasks() -> usize {
-    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-}
+pub const PLAYERS_PER_ROUND: usize = 1024;
 
-/// Readers each task of a stream must have before the stream gets one more task (up to
-/// [`crate::HubConfig::fanout_tasks`]): a small audience stays on one task, since waking a
-/// second one per frame costs more than its shorter round saves.
-pub const DEFAULT_MIN_READERS_PER_TASK: usize = 128;
+/// The smallest default shard: below this, one more task per frame costs more than a shorter
+/// round saves.
+pub const MIN_DEFAULT_SHARD_SIZE: usize = 128;
+
+/// Readers per fan-out task when the configuration does not say: [`PLAYERS_PER_ROUND`] over
+/// the cores tokio's default runtime has (`std::thread::available_parallelism`, one worker
+/// each), at least [`MIN_DEFAULT_SHARD_SIZE`]. 512 on two cores, 1024 on one.
+pub fn default_shard_size() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    (PLAYERS_PER_ROUND / cores).clamp(MIN_DEFAULT_SHARD_SIZE, PLAYERS_PER_ROUND)
+}
 
 /// A subscriber served by the stream's fan-out tasks (see [`crate::Subscription::read_directly`]).
 pub trait DirectReader: Send + Sync {
@@ -58,7 +62,7 @@ struct Member {
     reader: Arc<dyn DirectReader>,
 }
 
-/// A share of a stream's readers and the task that calls them.
+/// Up to [`crate::HubConfig::fanout_shard_size`] readers and the task that calls them.
 #[derive(Default)]
 struct Shard {
     /// Replaced, never edited in place, so the fan-out task iterates a snapshot without
@@ -82,13 +86,11 @@ impl Shard {
     }
 }
 
-/// The direct readers of one stream, in shards, one task each.
+/// The direct readers of one stream, in shards.
 pub(crate) struct Fanout {
     shards: Mutex<FanoutShards>,
-    /// At most this many shards (at least 1).
-    max_shards: usize,
-    /// A new shard only once every shard has this many readers.
-    min_readers_per_shard: usize,
+    /// Readers per shard ([`crate::HubConfig::fanout_shard_size`], at least 1).
+    shard_size: usize,
 }
 
 #[derive(Default)]
@@ -106,8 +108,7 @@ pub(crate) enum Place {
     /// Called first in every round of the first shard: for the few readers whose delay others
     /// inherit (a relay to another server).
     First,
-    /// After the readers already there, in the shard with the fewest (a new shard once every
-    /// shard has its minimum and there may be more).
+    /// After the readers already there, in the first shard with room.
     Last,
 }
 
@@ -119,13 +120,11 @@ pub(crate) struct Registration {
 }
 
 impl Fanout {
-    /// No readers yet; at most `max_shards` shards (raised to 1), a new one only once every
-    /// shard has `min_readers_per_shard` readers.
-    pub(crate) fn new(max_shards: usize, min_readers_per_shard: usize) -> Fanout {
+    /// No readers yet; shards of `shard_size` readers (raised to 1).
+    pub(crate) fn new(shard_size: usize) -> Fanout {
         Fanout {
             shards: Mutex::default(),
-            max_shards: max_shards.max(1),
-            min_readers_per_shard,
+            shard_size: shard_size.max(1),
         }
     }
 
@@ -133,33 +132,19 @@ impl Fanout {
         self.shards.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Adds `reader` to its place: [`Place::Last`] at the end of the shard with the fewest
-    /// readers (the first of those), or of a new shard, with its task, when there is none or
-    /// every shard has its minimum and there may be one more; [`Place::First`] at the front of
-    /// the first shard. Leaving readers are not moved: newcomers even the shards out again.
+    /// Adds `reader` to its place: [`Place::Last`] in the first shard with fewer than
+    /// `shard_size` readers (a new shard, and its task, if none), [`Place::First`] at the front
+    /// of the first shard, full or not.
     pub(crate) fn register(&self, reader: Arc<dyn DirectReader>, place: Place) -> Registration {
         let mut shards = self.shards();
         let id = shards.next_id;
         shards.next_id += 1;
         let with_room = match place {
             Place::First => shards.list.first().map(|_| 0),
-            Place::Last => {
-                let fewest = shards
-                    .list
-                    .iter()
-                    .map(|shard| shard.members().len())
-                    .enumerate()
-                    .min_by_key(|&(index, len)| (len, index));
-                match fewest {
-                    Some((_, len))
-                        if len >= self.min_readers_per_shard
-                            && shards.list.len() < self.max_shards =>
-                    {
-                        None
-                    }
-                    other => other.map(|(index, _)| index),
-                }
-            }
+            Place::Last => shards
+                .list
+                .iter()
+                .position(|shard| shard.members().len() < self.shard_size),
         };
         let index = match with_room {
             Some(index) => index,
@@ -270,38 +255,22 @@ mod tests {
         }
     }
 
-    fn counters(count: usize) -> Vec<Arc<Counter>> {
-        (0..count)
+    #[test]
+    fn readers_fill_shards_of_the_configured_size_and_each_is_called_once() {
+        let fanout = Fanout::new(2);
+        let readers: Vec<Arc<Counter>> = (0..5)
             .map(|_| Arc::new(Counter(std::sync::atomic::AtomicUsize::new(0))))
-            .collect()
-    }
-
-    fn shard_sizes(fanout: &Fanout) -> Vec<usize> {
-        let shards = fanout.shards();
-        shards
+            .collect();
+        for reader in &readers {
+            fanout.register(Arc::clone(reader) as Arc<dyn DirectReader>, Place::Last);
+        }
+        let sizes: Vec<usize> = fanout
+            .shards()
             .list
             .iter()
             .map(|shard| shard.members().len())
-            .collect()
-    }
-
-    #[test]
-    fn readers_fill_each_shard_to_its_minimum_then_the_smallest_of_at_most_max_shards() {
-        let fanout = Fanout::new(3, 2);
-        let readers = counters(8);
-        let mut sizes = Vec::new();
-        for reader in &readers {
-            fanout.register(Arc::clone(reader) as Arc<dyn DirectReader>, Place::Last);
-            sizes.push(shard_sizes(&fanout));
-        }
-        assert_eq!(sizes[1], [2], "one shard until it has its minimum");
-        assert_eq!(sizes[2], [2, 1], "then a second");
-        assert_eq!(sizes[4], [2, 2, 1], "and a third");
-        assert_eq!(
-            sizes[7],
-            [3, 3, 2],
-            "no fourth: the smallest takes the next"
-        );
+            .collect();
+        assert_eq!(sizes, [2, 2, 1]);
         // No tokio runtime here: the pusher's own thread calls every shard.
         fanout.wake();
         for reader in &readers {
@@ -310,21 +279,12 @@ mod tests {
     }
 
     #[test]
-    fn a_newcomer_goes_to_the_shard_that_players_left() {
-        let fanout = Fanout::new(2, 1);
-        let readers = counters(5);
-        let registrations: Vec<Registration> = readers
-            .iter()
-            .map(|reader| fanout.register(Arc::clone(reader) as Arc<dyn DirectReader>, Place::Last))
-            .collect();
-        assert_eq!(shard_sizes(&fanout), [3, 2]);
-        fanout.unregister(&registrations[0]);
-        fanout.unregister(&registrations[2]);
-        assert_eq!(shard_sizes(&fanout), [1, 2]);
-        fanout.register(
-            Arc::clone(&readers[0]) as Arc<dyn DirectReader>,
-            Place::Last,
-        );
-        assert_eq!(shard_sizes(&fanout), [2, 2]);
+    fn the_default_shard_size_spreads_a_thousand_players_over_the_cores() {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        let size = default_shard_size();
+        assert!((MIN_DEFAULT_SHARD_SIZE..=PLAYERS_PER_ROUND).contains(&size));
+        if cores <= PLAYERS_PER_ROUND / MIN_DEFAULT_SHARD_SIZE {
+            assert_eq!(PLAYERS_PER_ROUND.div_ceil(size), cores, "one task per core");
+        }
     }
 }

@@ -52,12 +52,10 @@ pub struct HubConfig {
     /// hold-free figure for 37 writes per player a second instead of 54 (unbounded: 30 writes,
     /// lag p99 5–6 ms higher).
     pub audio_hold_max_frames: usize,
-    /// Fan-out tasks a stream may have (values below 1 are raised to 1), its players shared
-    /// evenly between them. Default [`crate::fanout::default_fanout_tasks`]: one per core.
-    pub fanout_tasks: usize,
-    /// A stream gets one more fan-out task only once each of its tasks has this many players.
-    /// Default [`crate::fanout::DEFAULT_MIN_READERS_PER_TASK`] (128).
-    pub fanout_min_players_per_task: usize,
+    /// Players (direct readers) per fan-out task of a stream: a stream with more uses one more
+    /// task, which tokio may run on another core. Default [`crate::fanout::default_shard_size`]
+    /// (512 on two cores); values below 1 are raised to 1.
+    pub fanout_shard_size: usize,
 }
 
 impl Default for HubConfig {
@@ -69,8 +67,7 @@ impl Default for HubConfig {
             audio_hold: DEFAULT_AUDIO_HOLD,
             audio_hold_min_subscribers: DEFAULT_AUDIO_HOLD_MIN_SUBSCRIBERS,
             audio_hold_max_frames: DEFAULT_AUDIO_HOLD_MAX_FRAMES,
-            fanout_tasks: crate::fanout::default_fanout_tasks(),
-            fanout_min_players_per_task: crate::fanout::DEFAULT_MIN_READERS_PER_TASK,
+            fanout_shard_size: crate::fanout::default_shard_size(),
         }
     }
 }

@@ -38,7 +38,7 @@ impl StreamEntry {
             name: name.to_owned(),
             state: RwLock::new(StreamState::new(config)),
             new_items: Notify::new(),
-            fanout: Fanout::new(config.fanout_tasks, config.fanout_min_players_per_task),
+            fanout: Fanout::new(config.fanout_shard_size),
         }
     }
 

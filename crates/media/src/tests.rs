@@ -901,8 +901,7 @@ async fn a_direct_reader_is_called_after_each_push_and_not_after_its_subscriptio
 async fn direct_readers_of_every_shard_are_called() {
     const SHARD: usize = 64;
     let hub = StreamHub::new(HubConfig {
-        fanout_tasks: 3,
-        fanout_min_players_per_task: SHARD,
+        fanout_shard_size: SHARD,
         ..HubConfig::default()
     });
     let publisher = hub.publish("live", 1).expect("publish");
@@ -965,7 +964,7 @@ impl crate::DirectReader for OrderReader {
 async fn a_reader_placed_first_is_called_before_the_players_of_a_full_first_task() {
     const SHARD: usize = 64;
     let hub = StreamHub::new(HubConfig {
-        fanout_tasks: 1,
+        fanout_shard_size: SHARD,
         ..HubConfig::default()
     });
     let publisher = hub.publish("live", 1).expect("publish");

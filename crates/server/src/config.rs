@@ -26,8 +26,7 @@
 //! audio_hold_ms = 50
 //! audio_hold_min_players = 100
 //! audio_hold_max_frames = 1
-//! fanout_tasks = 2                   # fan-out tasks per stream; default: one per core
-//! fanout_min_players_per_task = 128
+//! fanout_shard_size = 512     # players per fan-out task; default 1024 / cores (at least 128)
 //! ```
 
 use clap::Parser;
@@ -116,10 +115,8 @@ pub struct HubSettings {
     pub audio_hold_min_players: usize,
     /// Audio frames held at once; one more releases them all.
     pub audio_hold_max_frames: usize,
-    /// Fan-out tasks a stream may have, its players shared evenly (default: one per core).
-    pub fanout_tasks: usize,
-    /// A stream gets one more fan-out task once each task has this many players.
-    pub fanout_min_players_per_task: usize,
+    /// Players per fan-out task of a stream (a larger audience uses more tasks and cores).
+    pub fanout_shard_size: usize,
 }
 
 impl Default for HubSettings {
@@ -132,8 +129,7 @@ impl Default for HubSettings {
             audio_hold_ms: defaults.audio_hold.as_millis() as u64,
             audio_hold_min_players: defaults.audio_hold_min_subscribers,
             audio_hold_max_frames: defaults.audio_hold_max_frames,
-            fanout_tasks: defaults.fanout_tasks,
-            fanout_min_players_per_task: defaults.fanout_min_players_per_task,
+            fanout_shard_size: defaults.fanout_shard_size,
         }
     }
 }
@@ -148,8 +144,7 @@ impl HubSettings {
             audio_hold: Duration::from_millis(self.audio_hold_ms),
             audio_hold_min_subscribers: self.audio_hold_min_players,
             audio_hold_max_frames: self.audio_hold_max_frames,
-            fanout_tasks: self.fanout_tasks,
-            fanout_min_players_per_task: self.fanout_min_players_per_task,
+            fanout_shard_size: self.fanout_shard_size,
         }
     }
 }
