@@ -21,12 +21,14 @@ use tokio::sync::Notify;
 /// is this divided by the cores tokio runs on ([`default_shard_size`]).
 ///
 /// On the 2-vCPU machine of `BENCHMARKS.md` a thousand players' writes take about 9 ms of one
-/// core per frame. Measured there at N = 1000 (kernel-stamped arrivals, two 15 s rounds each,
-/// lag+ p99 video / audio): one task of 1024, 18 / 39 ms; two tasks of 512 (one per core),
-/// 15–16 / 37–38 ms; four of 256, 16 / 40 ms; the same CPU (31–35 %) throughout. Earlier, with
-/// arrivals timed in the load client: eight tasks of 128 were 2–3 ms worse than one of 1024
-/// (every frame the shards ran in a different order on the two threads, so each player's
-/// place in the round moved). One task per core keeps each player's place and uses every core.
+/// core per frame, and with arrivals timed by the kernel the number of tasks at N = 1000 is
+/// within run-to-run noise for the lag: alternating runs of one binary, lag+ p99 38 ms for one
+/// task of 1024 and for two of 512 (video 16–18 ms, audio 36–40 ms either way). Two tasks are
+/// the default because they put one stream on both cores at the same CPU (35.4–35.7 % against
+/// 33.7–37.2 %). Players dealt out in turn to two tasks (an even split whatever the audience)
+/// cost 3 points more (38.4–38.8 %): neighbours in memory written from two cores. With
+/// arrivals timed in the load client, eight tasks of 128 were 2–3 ms worse than one of 1024
+/// (the shards ran in a different order every frame, so players' places in the round moved).
 ///
 /// A round does not yield: a full shard keeps its worker thread for one round, while tokio's
 /// other workers take the rest of the queue. Yielding every 128 readers measured worse (lag+
