@@ -16,7 +16,8 @@
   90th percentile player (the round's length, less the load client's reading at its ends);
 - which rounds the tail samples (lag+ above its p99) were in.
 
-BENCHMARKS.md ("Where the lag tail comes from", session 7) has the figures of 2026-12-04.
+BENCHMARKS.md ("Where Ascend's audio tail comes from", session 8, under "What each change
+bought") has what such dumps showed on 2026-12-06, with the publisher tap's log beside them.
 """
 
 import sys
