@@ -431,7 +431,12 @@ impl ArrivalClock {
     /// never later than `read_at` (when this process got to them), or `read_at` itself when
     /// the read came without a timestamp.
     pub(crate) fn arrival(&self, client: &RtmpClient, read_at: Instant) -> Instant {
-        let Some(wall) = client.last_arrival() else {
+        self.place(client.last_arrival(), read_at)
+    }
+
+    /// [`ArrivalClock::arrival`] for a stamp `wall` (None: the read had none).
+    fn place(&self, wall: Option<std::time::SystemTime>, read_at: Instant) -> Instant {
+        let Some(wall) = wall else {
             return read_at;
         };
         let at = match wall.duration_since(self.wall) {
@@ -1232,7 +1237,29 @@ pub async fn wait_live(port: u16, app: &str, stream: &str, limit: Duration) -> R
 
 #[cfg(test)]
 mod tests {
-    use super::{dump_lags, percentile, picture, FanoutFigures, LagSample, Quantiles, SubStats};
+    use super::{
+        dump_lags, percentile, picture, ArrivalClock, FanoutFigures, LagSample, Quantiles, SubStats,
+    };
+    use std::time::Duration;
+
+    #[test]
+    fn arrival_stamps_are_placed_on_the_monotonic_clock_never_after_the_read() {
+        let clock = ArrivalClock::now();
+        let ms = Duration::from_millis;
+        let read_at = clock.monotonic + ms(50);
+        // A stamp 20 ms after the anchor, read 30 ms later: 20 ms after the anchor.
+        assert_eq!(
+            clock.place(Some(clock.wall + ms(20)), read_at),
+            clock.monotonic + ms(20)
+        );
+        // Before the anchor (a frame that arrived before the clocks were read).
+        let early = clock.place(Some(clock.wall - ms(5)), read_at);
+        assert_eq!(clock.monotonic.duration_since(early), ms(5));
+        // A stamp after the read (the wall clock stepped): the read time.
+        assert_eq!(clock.place(Some(clock.wall + ms(80)), read_at), read_at);
+        // No stamp: the read time.
+        assert_eq!(clock.place(None, read_at), read_at);
+    }
 
     /// A player that got each `(audio, timestamp)` frame at `at_ms`.
     fn player(frames: &[(bool, u32, f64)]) -> SubStats {
