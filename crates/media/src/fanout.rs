@@ -6,7 +6,7 @@
 //! switching alone (measured with a prototype: 27 % of a core instead of 31–36 % at the same
 //! writes). A [`DirectReader`] is called instead, in a small number of fan-out tasks per stream
 //! (one per [`crate::HubConfig::fanout_shard_size`] readers, by default
-//! [`default_shard_size`]: one task per core for a thousand players), which tokio spreads over
+//! [`DEFAULT_SHARD_SIZE`]), which tokio spreads over
 //! its worker threads so that a large audience uses every core.
 //!
 //! The hub stays free of IO: what a reader does when called is the reader's business (the
@@ -17,36 +17,25 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::Notify;
 
-/// Players one round of a stream covers, over all of a machine's cores: the default shard size
-/// is this divided by the cores tokio runs on ([`default_shard_size`]).
+/// Readers per fan-out task by default ([`crate::HubConfig::fanout_shard_size`]): as many as
+/// one thread calls in a few milliseconds (a thousand players' writes take about 9 ms of one
+/// core per frame on the 2-vCPU machine of `BENCHMARKS.md`), so a stream needs a second task,
+/// and a second core, only beyond that.
 ///
-/// On the 2-vCPU machine of `BENCHMARKS.md` a thousand players' writes take about 9 ms of one
-/// core per frame, and with arrivals timed by the kernel the number of tasks at N = 1000 is
-/// within run-to-run noise for the lag: alternating runs of one binary, lag+ p99 38 ms for one
-/// task of 1024 and for two of 512 (video 16–18 ms, audio 36–40 ms either way). Two tasks are
-/// the default because they put one stream on both cores at the same CPU (35.4–35.7 % against
-/// 33.7–37.2 %). Players dealt out in turn to two tasks (an even split whatever the audience)
-/// cost 3 points more (38.4–38.8 %): neighbours in memory written from two cores. With
-/// arrivals timed in the load client, eight tasks of 128 were 2–3 ms worse than one of 1024
-/// (the shards ran in a different order every frame, so players' places in the round moved).
+/// Measured there with arrivals timed by the kernel, alternating runs of one binary: at
+/// N = 1000, one task of 1024 and two of 512 gave the same lag+ p99 (38 ms; video 16–18,
+/// audio 36–40) and CPU (33.7–37.2 % against 35.4–35.7 %); at N = 1500, three tasks of 512
+/// cost more than two of 1024 (58.9 / 56.9 % CPU against 49.4 / 55.9 %, lag+ p99 45 / 44
+/// against 42 / 42 ms): more tasks than worker threads run in a different order every frame.
+/// Players dealt out in turn to two tasks (an even split whatever the audience) cost 3 points
+/// more at N = 1000 (38.4–38.8 %): neighbours in memory written from two cores. With arrivals
+/// timed in the load client, eight tasks of 128 were 2–3 ms worse than one of 1024.
 ///
 /// A round does not yield: a full shard keeps its worker thread for one round, while tokio's
 /// other workers take the rest of the queue. Yielding every 128 readers measured worse (lag+
 /// p99 41.0–41.5 against 38.1–40.7 ms at N = 1000, CPU 1–2 points higher): the round then
 /// moved between threads and players lost their places again.
-pub const PLAYERS_PER_ROUND: usize = 1024;
-
-/// The smallest default shard: below this, one more task per frame costs more than a shorter
-/// round saves.
-pub const MIN_DEFAULT_SHARD_SIZE: usize = 128;
-
-/// Readers per fan-out task when the configuration does not say: [`PLAYERS_PER_ROUND`] over
-/// the cores tokio's default runtime has (`std::thread::available_parallelism`, one worker
-/// each), at least [`MIN_DEFAULT_SHARD_SIZE`]. 512 on two cores, 1024 on one.
-pub fn default_shard_size() -> usize {
-    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    (PLAYERS_PER_ROUND / cores).clamp(MIN_DEFAULT_SHARD_SIZE, PLAYERS_PER_ROUND)
-}
+pub const DEFAULT_SHARD_SIZE: usize = 1024;
 
 /// A subscriber served by the stream's fan-out tasks (see [`crate::Subscription::read_directly`]).
 pub trait DirectReader: Send + Sync {
@@ -277,16 +266,6 @@ mod tests {
         fanout.wake();
         for reader in &readers {
             assert_eq!(reader.0.load(std::sync::atomic::Ordering::Relaxed), 1);
-        }
-    }
-
-    #[test]
-    fn the_default_shard_size_spreads_a_thousand_players_over_the_cores() {
-        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-        let size = default_shard_size();
-        assert!((MIN_DEFAULT_SHARD_SIZE..=PLAYERS_PER_ROUND).contains(&size));
-        if cores <= PLAYERS_PER_ROUND / MIN_DEFAULT_SHARD_SIZE {
-            assert_eq!(PLAYERS_PER_ROUND.div_ceil(size), cores, "one task per core");
         }
     }
 }

@@ -53,8 +53,8 @@ pub struct HubConfig {
     /// lag p99 5–6 ms higher).
     pub audio_hold_max_frames: usize,
     /// Players (direct readers) per fan-out task of a stream: a stream with more uses one more
-    /// task, which tokio may run on another core. Default [`crate::fanout::default_shard_size`]
-    /// (512 on two cores); values below 1 are raised to 1.
+    /// task, which tokio may run on another core. Default [`crate::fanout::DEFAULT_SHARD_SIZE`]
+    /// (1024); values below 1 are raised to 1.
     pub fanout_shard_size: usize,
 }
 
@@ -67,7 +67,7 @@ impl Default for HubConfig {
             audio_hold: DEFAULT_AUDIO_HOLD,
             audio_hold_min_subscribers: DEFAULT_AUDIO_HOLD_MIN_SUBSCRIBERS,
             audio_hold_max_frames: DEFAULT_AUDIO_HOLD_MAX_FRAMES,
-            fanout_shard_size: crate::fanout::default_shard_size(),
+            fanout_shard_size: crate::fanout::DEFAULT_SHARD_SIZE,
         }
     }
 }

@@ -65,8 +65,8 @@
 //!
 //! **Direct fan-out** ([`fanout`]). A subscription can register a
 //! [`DirectReader`] ([`Subscription::read_directly`]): after every push, one
-//! fan-out task per [`HubConfig::fanout_shard_size`] such readers (by default
-//! one task per core for a thousand readers) calls each of them,
+//! fan-out task per [`HubConfig::fanout_shard_size`] such readers (1024 by
+//! default) calls each of them,
 //! and the reader takes what is ready with [`Subscription::try_recv`] in that
 //! call. The server's socket writers do so, encoding and sending without
 //! blocking; at a thousand players this saves a task wake-up per player per

@@ -26,7 +26,7 @@
 //! audio_hold_ms = 50
 //! audio_hold_min_players = 100
 //! audio_hold_max_frames = 1
-//! fanout_shard_size = 512     # players per fan-out task; default 1024 / cores (at least 128)
+//! fanout_shard_size = 1024
 //! ```
 
 use clap::Parser;
