@@ -524,6 +524,8 @@ impl Arrivals {
         let message = recvmsg::<()>(fd, &mut slices, Some(&mut self.control), MsgFlags::empty())
             .map_err(std::io::Error::from)?;
         let read = message.bytes;
+        // A read without a stamp leaves none: never an older read's, which would be early.
+        self.last = None;
         for control in message.cmsgs().map_err(std::io::Error::from)? {
             if let ControlMessageOwned::ScmTimestampns(stamp) = control {
                 let since_epoch = Duration::new(

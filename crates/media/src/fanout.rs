@@ -5,9 +5,8 @@
 //! reading the ring and writing its socket) cost about a fifth of the server's CPU in task
 //! switching alone (measured with a prototype: 27 % of a core instead of 31–36 % at the same
 //! writes). A [`DirectReader`] is called instead, in a small number of fan-out tasks per stream
-//! (one per [`crate::HubConfig::fanout_shard_size`] readers, by default
-//! [`DEFAULT_SHARD_SIZE`]), which tokio spreads over
-//! its worker threads so that a large audience uses every core.
+//! (one per [`crate::HubConfig::fanout_shard_size`] readers, by default [`DEFAULT_SHARD_SIZE`]),
+//! which tokio spreads over its worker threads so that a large audience uses every core.
 //!
 //! The hub stays free of IO: what a reader does when called is the reader's business (the
 //! server's connection writer encodes and sends without blocking, and hands the work to its
