@@ -132,12 +132,14 @@ pub struct BenchArgs {
     pub scale_seconds: Option<f64>,
     /// Write every lag sample of every fan-out window to `DIR/lags-pidPID-nN-K.csv` (the
     /// server's pid as printed, N players, K-th window of that server), for looking at which
-    /// frames and players make a tail (see BENCHMARKS.md, "Where the lag tail comes from").
+    /// frames and players make a tail (`docs/bench/lag_tail.py` reads them; BENCHMARKS.md, "Where
+    /// Ascend's audio tail comes from").
     #[arg(long, value_name = "DIR")]
     pub dump_lags: Option<PathBuf>,
     /// Time frames when the load client reads them instead of by the kernel's receive
     /// timestamps (how the bench measured lag before 2026-12-06; also shows what switching
-    /// the kernel's timestamping on costs the servers).
+    /// the kernel's timestamping on costs the servers). Fan-out windows only: the relay hop
+    /// always uses the stamps.
     #[arg(long)]
     pub read_time_arrivals: bool,
     /// Lines added to Ascend's config file after the bench's own (to try a setting, such as

@@ -5,10 +5,11 @@
 //! Each player keeps, for every video picture that arrives from the window's start on, its
 //! RTMP timestamp, its payload (a reference-counted `Bytes`, so nothing is copied or hashed
 //! while frames arrive) and when its bytes reached the player's socket (the kernel's receive
-//! timestamp, so that which of the two players this one thread reads first does not count). After the window
-//! the two lists are matched: by timestamp (the relay keeps it), a pair counting only when the
-//! payloads are identical too; when fewer than half of the frames found by payload have the
-//! same timestamp at both players (a relay that rewrites timestamps), by payload instead.
+//! timestamp, so that which of the two players this one thread reads first does not count).
+//! After the window the two lists are matched: by timestamp (the relay keeps it), a pair
+//! counting only when the payloads are identical too; when fewer than half of the frames found
+//! by payload have the same timestamp at both players (a relay that rewrites timestamps), by
+//! payload instead.
 //! Added delay of a frame = edge arrival − origin arrival. The origin's (and edge's) CPU % over
 //! the window comes from the per-thread nanosecond counters of `/proc/PID/task/TID/schedstat`
 //! when every thread lived through the window, else from the clock ticks of `/proc/PID/stat`
