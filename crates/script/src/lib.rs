@@ -10,10 +10,12 @@
 //!
 //! - [`runtime`]: the instance thread: context set-up, native functions, event dispatch, timers,
 //!   reload.
+//! - `client_object`: the `Client` object built for each connection.
 //! - [`convert`]: AMF values to JavaScript values and back.
 //! - [`log`]: the per-instance `application.NN.log` file (FMS layout), rotated by size.
 //! - `prelude.js`: the FMS object model in JavaScript, run before the application's script.
 
+mod client_object;
 pub mod convert;
 pub mod log;
 pub mod runtime;

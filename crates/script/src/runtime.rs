@@ -6,6 +6,7 @@
 //! watchdog reads, and bounded by Boa's loop and recursion limits: a runaway handler ends in an
 //! `Application.Script.Error`, the context stays usable.
 
+use crate::client_object::make_client;
 use crate::convert::{amf_to_js, js_to_amf, js_values_to_amf};
 use crate::log::InstanceLog;
 use crate::{
@@ -744,8 +745,9 @@ impl Runtime {
                     (clients, streams)
                 };
                 for client in clients {
-                    let info = client_info_value(&client);
-                    let _ = self.call("__ascend_restoreClient", |c| Ok(vec![amf_to_js(&info, c)?]));
+                    let _ = self.call("__ascend_restoreClient", |c| {
+                        Ok(vec![make_client(&client, true, c)?.into()])
+                    });
                 }
                 let _ = self.call("__ascend_start", |_| Ok(vec![]));
                 for stream in streams {
@@ -844,17 +846,20 @@ impl Runtime {
                         },
                     );
                 }
-                let info = {
-                    let h = self.host.borrow();
-                    h.clients.get(&client_id).map(client_info_value)
-                };
+                // Taken out of the host first: building the object may run script code (a
+                // getter on `Client`), which may need the host.
+                let client = self.host.borrow().clients.get(&client_id).cloned();
                 let result = self.call("__ascend_connect", |c| {
-                    let info = amf_to_js(&info.unwrap_or(AmfValue::Null), c)?;
-                    let mut values = Vec::with_capacity(args.len());
+                    let client = match &client {
+                        Some(client) => make_client(client, false, c)?.into(),
+                        None => JsValue::null(),
+                    };
+                    let mut call_args = Vec::with_capacity(1 + args.len());
+                    call_args.push(client);
                     for a in &args {
-                        values.push(amf_to_js(a, c)?);
+                        call_args.push(amf_to_js(a, c)?);
                     }
-                    Ok(vec![info, JsArray::from_iter(values, c).into()])
+                    Ok(vec![JsArray::from_iter(call_args, c).into()])
                 });
                 if let Err(message) = result {
                     // An error in onConnect rejects the client, as in FMS.
@@ -1100,21 +1105,6 @@ impl Runtime {
             let _ = self.call("__ascend_fire", |_| Ok(vec![JsValue::from(id)]));
         }
     }
-}
-
-fn client_info_value(client: &RestoredClient) -> AmfValue {
-    let info = &client.info;
-    AmfValue::object([
-        ("id", AmfValue::string(info.id.to_string())),
-        ("ip", AmfValue::string(&info.ip)),
-        ("agent", AmfValue::string(&info.agent)),
-        ("referrer", AmfValue::string(&info.referrer)),
-        ("pageUrl", AmfValue::string(&info.page_url)),
-        ("uri", AmfValue::string(&info.uri)),
-        ("protocol", AmfValue::string(&info.protocol)),
-        ("readAccess", AmfValue::string(&client.read_access)),
-        ("writeAccess", AmfValue::string(&client.write_access)),
-    ])
 }
 
 /// Syntax errors come from the parser without the file they are in: say it.

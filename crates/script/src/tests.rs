@@ -163,6 +163,61 @@ fn on_connect_accepts_or_rejects_by_argument_and_calls_return_values() {
 }
 
 #[test]
+fn clients_are_built_with_their_details_and_leave_application_clients_in_connection_order() {
+    let app = App::new(
+        "clients",
+        r#"
+        application.onConnect = function(client) {
+            trace("keys " + Object.keys(client).join(","));
+            trace("client " + (client instanceof Client) + " " + client.ip + " " + client.agent + " "
+                + client.protocolVersion + " " + client.getBandwidthLimit(0) + " " + client.readAccess);
+            return true;
+        };
+        application.onDisconnect = function(client) {
+            var left = [];
+            for (var i = 0; i < application.clients.length; i++) left.push(application.clients[i].id);
+            trace("gone " + client.id + " left " + left.join(","));
+        };
+        "#,
+    );
+    let (script, mut rx) = app.start(ScriptLimits::default());
+    for id in 1..=5 {
+        script.send(ScriptEvent::Connect {
+            client: client(id),
+            args: vec![],
+        });
+        assert_eq!(next(&mut rx), ScriptCommand::Accept { client_id: id });
+    }
+    // The second (nearer the front), the last, the first, then the first again.
+    for id in [2, 5, 1, 3] {
+        script.send(ScriptEvent::Disconnect { client_id: id });
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !app.log().contains("gone 3") {
+        assert!(std::time::Instant::now() < deadline, "{}", app.log());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let log = app.log();
+    assert!(
+        log.contains("keys id,ip,agent,referrer,pageUrl,uri,protocol,protocolVersion,secure"),
+        "{log}"
+    );
+    assert!(
+        log.contains("client true 127.0.0.1 test RTMP 2500000 /"),
+        "{log}"
+    );
+    let gone: Vec<&str> = log
+        .lines()
+        .filter_map(|line| line.split_once("gone ").map(|(_, rest)| rest))
+        .collect();
+    assert_eq!(
+        gone,
+        ["2 left 1,3,4,5", "5 left 1,3,4", "1 left 3,4", "3 left 4"],
+        "{log}"
+    );
+}
+
+#[test]
 fn pending_connection_is_accepted_later_from_a_timer() {
     let app = App::new(
         "pending",
