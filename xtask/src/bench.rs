@@ -789,7 +789,7 @@ fn bench_server(kind: ServerKind, context: &Plan) -> Result<(ServerResult, Optio
         })?;
         for row in &result.setups {
             println!(
-                "{name}: script, {} setups at concurrency {}: plain p50 {} p99 {} ms {:.0}/s, scripted p50 {} p99 {} ms {:.0}/s; script cost p50 {} p99 {} rate {}",
+                "{name}: script, {} setups at concurrency {}: plain p50 {} p99 {} ms {:.0}/s, scripted p50 {} p99 {} ms {:.0}/s; script cost p50 {} p99 {} rate {}; script thread {} µs per scripted setup",
                 row.kind,
                 row.concurrency,
                 report::fmt_opt(row.plain.ms.p50, 2),
@@ -801,6 +801,7 @@ fn bench_server(kind: ServerKind, context: &Plan) -> Result<(ServerResult, Optio
                 report::pct(row.cost_p50),
                 report::pct(row.cost_p99),
                 report::pct(row.cost_rate),
+                report::fmt_opt(row.script_thread_us, 1),
             );
             for side in [&row.plain, &row.scripted] {
                 if !side.errors.is_empty() {

@@ -5,7 +5,7 @@
 //!
 //! Every loop is bounded in count and every connection in time: the process ends by itself.
 
-use crate::procfs::{status_kb, CpuSnapshot};
+use crate::procfs::{named_threads_cpu_ns, status_kb, CpuSnapshot};
 use anyhow::{bail, Context, Result};
 use ascend_client::{RtmpClient, RtmpUrl};
 use ascend_rtmp::ClientEvent;
@@ -312,6 +312,11 @@ pub struct ScriptSetup {
     pub cost_rate: Option<f64>,
     /// This load client's CPU % over both sides' batches (100 = its one core).
     pub client_cpu_pct: f64,
+    /// On-CPU time of the server's script threads per scripted setup, µs: the script host's
+    /// own cost (the `Client` object, `onConnect`, `onDisconnect`, the thread's wake-ups),
+    /// which every connect of an instance waits behind.
+    #[serde(default)]
+    pub script_thread_us: Option<f64>,
 }
 
 /// Connects to never-used instances against connects to a running one.
@@ -1086,6 +1091,7 @@ async fn compare_setups(args: &ScriptArgs, kind: &str, concurrency: usize) -> Re
         side.attempted = args.count;
     }
     let cpu_start = CpuSnapshot::take(None)?;
+    let script_ns_start = named_threads_cpu_ns(args.server_pid, "script ")?;
     let mut remaining = args.count;
     while remaining > 0 {
         let batch = remaining.min(concurrency);
@@ -1097,6 +1103,12 @@ async fn compare_setups(args: &ScriptArgs, kind: &str, concurrency: usize) -> Re
         }
     }
     let client_cpu_pct = cpu_start.percent_until(&CpuSnapshot::take(None)?);
+    // The last setups' disconnects reach the script thread after their connections close.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let script_ns =
+        named_threads_cpu_ns(args.server_pid, "script ")?.saturating_sub(script_ns_start);
+    let script_thread_us = (!times[1].is_empty() && script_ns > 0)
+        .then(|| script_ns as f64 / 1000.0 / times[1].len() as f64);
     for i in 0..2 {
         let side = &mut sides[i];
         side.succeeded = times[i].len();
@@ -1116,6 +1128,7 @@ async fn compare_setups(args: &ScriptArgs, kind: &str, concurrency: usize) -> Re
         cost_p99: relative(scripted.ms.p99, plain.ms.p99),
         cost_rate: relative(Some(plain.setups_per_s), Some(scripted.setups_per_s)),
         client_cpu_pct,
+        script_thread_us,
         plain,
         scripted,
     })

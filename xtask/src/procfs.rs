@@ -112,6 +112,30 @@ pub fn thread_cpu_ns(pid: u32) -> Result<HashMap<u32, u64>> {
     Ok(threads)
 }
 
+/// On-CPU time, in ns, of the threads of `pid` whose name starts with `prefix` (Ascend names
+/// an instance's script thread `script APP/INSTANCE`, cut to 15 bytes by the kernel), summed.
+pub fn named_threads_cpu_ns(pid: u32, prefix: &str) -> Result<u64> {
+    let dir = format!("/proc/{pid}/task");
+    let mut total = 0;
+    for tid in thread_cpu_ns(pid)?.keys() {
+        let Ok(name) = std::fs::read_to_string(format!("{dir}/{tid}/comm")) else {
+            continue;
+        };
+        if !name.starts_with(prefix) {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(format!("{dir}/{tid}/schedstat")) else {
+            continue;
+        };
+        total += text
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    Ok(total)
+}
+
 /// Per-thread CPU time of a process at one moment, to the nanosecond (where the kernel keeps
 /// `schedstat`), for figures too small for clock ticks.
 #[derive(Debug, Clone)]

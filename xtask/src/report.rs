@@ -395,6 +395,9 @@ impl ScriptReport {
                 "cost = (scripted - plain) / plain; cost_rate = plain setups/s / scripted \
                  setups/s - 1 (extra wall time per setup)"
                     .to_string(),
+                "script_thread_us = on-CPU time of the server's script threads (schedstat) \
+                 during a row, per scripted setup (onConnect and onDisconnect of each)"
+                    .to_string(),
                 "instance start: one connect at a time, to APP/newPIDxI (never used) then to the \
                  running default instance, alternating, 20 ms apart; time = TCP connect -> \
                  NetConnection.Connect.Success; RSS and threads read from /proc before the \
@@ -1080,7 +1083,7 @@ fn print_script(report: &Report) {
         script.result.script.trim()
     );
     println!(
-        "{:<8} {:>5} {:>19} {:>21} {:>8} {:>10} {:>9} {:>9} {:>9} {:>9}",
+        "{:<8} {:>5} {:>19} {:>21} {:>8} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9}",
         "setup",
         "conc",
         "plain p50/p99 ms",
@@ -1090,11 +1093,12 @@ fn print_script(report: &Report) {
         "cost p50",
         "cost p99",
         "cost /s",
+        "script µs",
         "client %"
     );
     for row in &script.result.setups {
         println!(
-            "{:<8} {:>5} {:>19} {:>21} {:>8.0} {:>10.0} {:>9} {:>9} {:>9} {:>9.0}",
+            "{:<8} {:>5} {:>19} {:>21} {:>8.0} {:>10.0} {:>9} {:>9} {:>9} {:>9} {:>9.0}",
             row.kind,
             row.concurrency,
             pair(row.plain.ms.p50, row.plain.ms.p99, 2),
@@ -1104,10 +1108,11 @@ fn print_script(report: &Report) {
             pct(row.cost_p50),
             pct(row.cost_p99),
             pct(row.cost_rate),
+            fmt_opt(row.script_thread_us, 1),
             row.client_cpu_pct,
         );
     }
-    println!("(connect: TCP -> handshake -> connect -> Connect.Success; play: then createStream -> play -> Play.Start; cost = (scripted - plain) / plain, target < +10 %)");
+    println!("(connect: TCP -> handshake -> connect -> Connect.Success; play: then createStream -> play -> Play.Start; cost = (scripted - plain) / plain, target < +10 %; script µs = the script thread's CPU per scripted setup)");
     println!(
         "{:<13} {:>21} {:>25} {:>9} {:>15} {:>9}",
         "instance of", "new p50/p99 ms", "running p50/p99 ms", "cost p50", "RSS MB", "threads"
