@@ -31,6 +31,8 @@ pub struct RepeatMedians {
     pub stream_clock_lag_p99_ms: Option<f64>,
     /// The same, audio frames.
     pub audio_stream_clock_lag_p99_ms: Option<f64>,
+    /// The later kind's stream-clock lag p99 ([`later_kind_lag_p99`]), ms.
+    pub later_kind_lag_p99_ms: Option<f64>,
     /// Time in the server (publisher tap to player) p50, all frames, ms.
     pub server_delay_p50_ms: Option<f64>,
     /// Time in the server p99, all frames, ms.
@@ -54,11 +56,23 @@ impl RepeatMedians {
             audio_lag_p99_ms: median_of(&|run| run.audio_lag_over_min_ms.p99),
             stream_clock_lag_p99_ms: median_of(&|run| run.stream_clock_lag_ms.p99),
             audio_stream_clock_lag_p99_ms: median_of(&|run| run.audio_stream_clock_lag_ms.p99),
+            later_kind_lag_p99_ms: median_of(&later_kind_lag_p99),
             server_delay_p50_ms: median_of(&|run| run.server_delay_ms.p50),
             server_delay_p99_ms: median_of(&|run| run.server_delay_ms.p99),
             audio_server_delay_p99_ms: median_of(&|run| run.audio_server_delay_ms.p99),
         }
     }
+}
+
+/// The stream-clock lag p99 of whichever kind, audio or video, has the larger one: what a
+/// player's buffer must cover for neither its sound nor its picture to stall, since it
+/// presents both on one clock (ms; None when either is missing).
+pub fn later_kind_lag_p99(run: &LoadResult) -> Option<f64> {
+    Some(
+        run.video_stream_clock_lag_ms
+            .p99?
+            .max(run.audio_stream_clock_lag_ms.p99?),
+    )
 }
 
 /// One server's rounds.
@@ -104,6 +118,8 @@ pub struct RepeatRatios {
     pub stream_clock_lag_p99: Option<f64>,
     /// The same, audio frames.
     pub audio_stream_clock_lag_p99: Option<f64>,
+    /// Ratio of the medians of the later kind's stream-clock lag p99.
+    pub later_kind_lag_p99: Option<f64>,
     /// Ratio of the medians of the time in the server p99, all frames.
     pub server_delay_p99: Option<f64>,
     /// The same, audio frames.
@@ -114,6 +130,8 @@ pub struct RepeatRatios {
     pub rounds_lag_no_worse: usize,
     /// Rounds in which Ascend's audio lag+ p99 was at most nginx-rtmp's.
     pub rounds_audio_lag_no_worse: usize,
+    /// Rounds in which Ascend's later kind's stream-clock lag p99 was at most nginx-rtmp's.
+    pub rounds_later_kind_lag_no_worse: usize,
 }
 
 impl RepeatRatios {
@@ -138,6 +156,10 @@ impl RepeatRatios {
                 a.medians.audio_stream_clock_lag_p99_ms,
                 b.medians.audio_stream_clock_lag_p99_ms,
             ),
+            later_kind_lag_p99: ratio(
+                a.medians.later_kind_lag_p99_ms,
+                b.medians.later_kind_lag_p99_ms,
+            ),
             server_delay_p99: ratio(a.medians.server_delay_p99_ms, b.medians.server_delay_p99_ms),
             audio_server_delay_p99: ratio(
                 a.medians.audio_server_delay_p99_ms,
@@ -146,6 +168,7 @@ impl RepeatRatios {
             rounds: rounds.len(),
             rounds_lag_no_worse: no_worse(|run| run.lag_over_min_ms.p99),
             rounds_audio_lag_no_worse: no_worse(|run| run.audio_lag_over_min_ms.p99),
+            rounds_later_kind_lag_no_worse: no_worse(later_kind_lag_p99),
         }
     }
 }
@@ -215,7 +238,7 @@ pub fn print(report: &RepeatReport) {
         }
     );
     println!(
-        "{:<11} {:>5} {:>7} {:>8} {:>11} {:>9} {:>9} {:>12} {:>18} {:>22} {:>9} {:>11}",
+        "{:<11} {:>5} {:>7} {:>8} {:>11} {:>9} {:>9} {:>12} {:>18} {:>8} {:>22} {:>9} {:>11}",
         "server",
         "round",
         "CPU %",
@@ -225,6 +248,7 @@ pub fn print(report: &RepeatReport) {
         "lag+ p99",
         "video/audio",
         "clock p99 all/aud.",
+        "later kind",
         "in server p50/p99/aud.",
         "client %",
         "read p99 ms"
@@ -232,7 +256,7 @@ pub fn print(report: &RepeatReport) {
     for server in &report.servers {
         for (round, run) in server.runs.iter().enumerate() {
             println!(
-                "{:<11} {:>5} {:>7.1} {:>8.1} {:>11} {:>9} {:>9} {:>12} {:>18} {:>22} {:>9.0} {:>11}{}",
+                "{:<11} {:>5} {:>7.1} {:>8.1} {:>11} {:>9} {:>9} {:>12} {:>18} {:>8} {:>22} {:>9.0} {:>11}{}",
                 server.name,
                 round + 1,
                 run.server_cpu_pct,
@@ -250,6 +274,7 @@ pub fn print(report: &RepeatReport) {
                     run.audio_stream_clock_lag_ms.p99,
                     0
                 ),
+                fmt_opt(later_kind_lag_p99(run), 0),
                 triple(
                     run.server_delay_ms.p50,
                     run.server_delay_ms.p99,
@@ -262,7 +287,7 @@ pub fn print(report: &RepeatReport) {
         }
         let m = &server.medians;
         println!(
-            "{:<11} {:>5} {:>7} {:>8} {:>11} {:>9} {:>9} {:>12} {:>18} {:>22}",
+            "{:<11} {:>5} {:>7} {:>8} {:>11} {:>9} {:>9} {:>12} {:>18} {:>8} {:>22}",
             server.name,
             "med.",
             fmt_opt(m.cpu_pct, 1),
@@ -276,6 +301,7 @@ pub fn print(report: &RepeatReport) {
                 m.audio_stream_clock_lag_p99_ms,
                 0
             ),
+            fmt_opt(m.later_kind_lag_p99_ms, 0),
             triple(
                 m.server_delay_p50_ms,
                 m.server_delay_p99_ms,
@@ -286,19 +312,23 @@ pub fn print(report: &RepeatReport) {
     if let Some(r) = &report.ratios {
         println!(
             "ascend / nginx-rtmp, medians: CPU per Gbit/s {}, lag+ p99 {} (video {}, audio {}), \
-             stream-clock lag p99 {} (audio {}), time in the server p99 {} (audio {}); \
-             lag+ p99 no worse in {}/{} rounds, audio in {}/{}",
+             stream-clock lag p99 {} (audio {}, the later kind {}), time in the server p99 {} \
+             (audio {}); lag+ p99 no worse in {}/{} rounds, audio in {}/{}, the later kind on \
+             the stream clock in {}/{}",
             fmt_opt(r.cpu_per_gbit, 2),
             fmt_opt(r.lag_p99, 2),
             fmt_opt(r.video_lag_p99, 2),
             fmt_opt(r.audio_lag_p99, 2),
             fmt_opt(r.stream_clock_lag_p99, 2),
             fmt_opt(r.audio_stream_clock_lag_p99, 2),
+            fmt_opt(r.later_kind_lag_p99, 2),
             fmt_opt(r.server_delay_p99, 2),
             fmt_opt(r.audio_server_delay_p99, 2),
             r.rounds_lag_no_worse,
             r.rounds,
             r.rounds_audio_lag_no_worse,
+            r.rounds,
+            r.rounds_later_kind_lag_no_worse,
             r.rounds,
         );
     }
@@ -361,6 +391,31 @@ mod tests {
         // Medians: CPU 32 / 50 -> 16 / 25 per Gbit/s; lag 40 / 43; round by round, lag no
         // worse in rounds 1 and 3, audio in round 1 only.
         assert_eq!(ratios, Some((Some(0.64), Some(40.0 / 43.0), 2, 1)));
+    }
+
+    #[test]
+    fn the_later_kind_is_whichever_of_audio_and_video_lags_more() {
+        let clock = |video: f64, audio: f64| {
+            let mut result = run(30.0, 40.0, 40.0);
+            result.video_stream_clock_lag_ms.p99 = Some(video);
+            result.audio_stream_clock_lag_ms.p99 = Some(audio);
+            result
+        };
+        assert_eq!(later_kind_lag_p99(&clock(20.0, 42.0)), Some(42.0));
+        assert_eq!(later_kind_lag_p99(&LoadResult::default()), None);
+        let ascend = RepeatServer::new(
+            "ascend",
+            vec![clock(20.0, 42.0), clock(21.0, 43.0), clock(19.0, 40.0)],
+        );
+        let nginx = RepeatServer::new(
+            "nginx-rtmp",
+            vec![clock(47.0, 39.0), clock(41.0, 38.0), clock(45.0, 36.0)],
+        );
+        let report = RepeatReport::new(1000, 20.0, 3, false, vec![ascend, nginx]);
+        let ratios = report.ratios.expect("both servers ran");
+        // Medians 42 (audio) against 45 (video); round by round 42 <= 47, 43 > 41, 40 <= 45.
+        assert_eq!(ratios.later_kind_lag_p99, Some(42.0 / 45.0));
+        assert_eq!(ratios.rounds_later_kind_lag_no_worse, 2);
     }
 
     #[test]
