@@ -4,7 +4,8 @@
 //! waits for `onConnect`, and every other connect of the instance waits behind it. Built in
 //! the prelude it cost an AMF-to-JavaScript conversion of the client's details and six
 //! `Object.defineProperty` calls, each with a descriptor object; here it is one object whose
-//! properties are defined straight from [`RestoredClient`] (BENCHMARKS.md, "Script cost").
+//! properties are defined straight from [`RestoredClient`] (BENCHMARKS.md, "What each change
+//! bought", session 9).
 //!
 //! The object is what `new Client()` in the prelude would make: its prototype is whatever
 //! `Client.prototype` is at that moment (scripts extend it, as FMS documents), the public
