@@ -22,6 +22,15 @@ impl App {
         &self,
         limits: ScriptLimits,
     ) -> (ScriptInstance, tokio::sync::mpsc::Receiver<ScriptCommand>) {
+        self.start_restoring(limits, None)
+    }
+
+    /// [`App::start`] with clients and streams carried over, as a reload does.
+    fn start_restoring(
+        &self,
+        limits: ScriptLimits,
+        restore: Option<(Vec<crate::RestoredClient>, Vec<crate::RestoredStream>)>,
+    ) -> (ScriptInstance, tokio::sync::mpsc::Receiver<ScriptCommand>) {
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         let config = ScriptConfig {
             app: "testapp".into(),
@@ -38,7 +47,7 @@ impl App {
             let _ = tx.blocking_send(command);
         };
         (
-            ScriptInstance::start(config, sink, None).expect("thread"),
+            ScriptInstance::start(config, sink, restore).expect("thread"),
             rx,
         )
     }
@@ -214,6 +223,40 @@ fn clients_are_built_with_their_details_and_leave_application_clients_in_connect
         gone,
         ["2 left 1,3,4,5", "5 left 1,3,4", "1 left 3,4", "3 left 4"],
         "{log}"
+    );
+}
+
+#[test]
+fn clients_carried_over_by_a_reload_keep_their_access_and_are_already_accepted() {
+    let app = App::new(
+        "restored",
+        r#"
+        application.onAppStart = function() {
+            var c = application.clients[0];
+            trace("restored " + application.clients.length + " " + c.id + " " + c.ip + " "
+                + c.readAccess + " " + c.writeAccess + " " + (c instanceof Client)
+                + " again " + application.acceptConnection(c));
+        };
+        "#,
+    );
+    let restored = crate::RestoredClient {
+        info: client(7),
+        read_access: "/live".into(),
+        write_access: "/live/mine".into(),
+    };
+    let (_script, _rx) =
+        app.start_restoring(ScriptLimits::default(), Some((vec![restored], vec![])));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !app.log().contains("restored") {
+        assert!(std::time::Instant::now() < deadline, "{}", app.log());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // acceptConnection of a client that was decided before the reload does nothing.
+    assert!(
+        app.log()
+            .contains("restored 1 7 127.0.0.1 /live /live/mine true again false"),
+        "{}",
+        app.log()
     );
 }
 
