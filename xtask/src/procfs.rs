@@ -115,25 +115,15 @@ pub fn thread_cpu_ns(pid: u32) -> Result<HashMap<u32, u64>> {
 /// On-CPU time, in ns, of the threads of `pid` whose name starts with `prefix` (Ascend names
 /// an instance's script thread `script APP/INSTANCE`, cut to 15 bytes by the kernel), summed.
 pub fn named_threads_cpu_ns(pid: u32, prefix: &str) -> Result<u64> {
-    let dir = format!("/proc/{pid}/task");
-    let mut total = 0;
-    for tid in thread_cpu_ns(pid)?.keys() {
-        let Ok(name) = std::fs::read_to_string(format!("{dir}/{tid}/comm")) else {
-            continue;
-        };
-        if !name.starts_with(prefix) {
-            continue;
-        }
-        let Ok(text) = std::fs::read_to_string(format!("{dir}/{tid}/schedstat")) else {
-            continue;
-        };
-        total += text
-            .split_whitespace()
-            .next()
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0);
-    }
-    Ok(total)
+    let named = |tid: &u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm"))
+            .is_ok_and(|name| name.starts_with(prefix))
+    };
+    Ok(thread_cpu_ns(pid)?
+        .iter()
+        .filter(|(tid, _)| named(tid))
+        .map(|(_, ns)| ns)
+        .sum())
 }
 
 /// Per-thread CPU time of a process at one moment, to the nanosecond (where the kernel keeps
